@@ -1,0 +1,1 @@
+"""Scene factory: shapes, anomalies, physics-placed scenes, Cycles renders with ground truth."""

@@ -1,0 +1,39 @@
+"""The anomaly-generator interface: a normal shape in, an anomalous shape plus its anomalous faces out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from generation.shapes.types import Shape
+
+
+class AnomalyRejected(Exception):
+    """The variant failed a quality check; `str()` is the reason recorded in the run report."""
+
+
+@dataclass
+class AnomalyResult:
+    shape: Shape
+    anomaly_type: str
+    anomalous_faces: np.ndarray  # bool, one entry per face of `shape.merged()`
+    params: dict = field(default_factory=dict)
+
+
+class AnomalyGenerator(Protocol):
+    name: str
+
+    def apply(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
+        """Return an anomalous variant of `shape` or raise AnomalyRejected. Must not modify `shape`."""
+        ...
+
+
+def part_areas(shape: Shape) -> np.ndarray:
+    return np.array([part.mesh.area for part in shape.parts])
+
+
+def faces_of_parts(shape: Shape, parts: set[int]) -> np.ndarray:
+    _, part_index = shape.merged()
+    return np.isin(part_index, sorted(parts))

@@ -1,0 +1,65 @@
+"""`python -m generation …` / `ooo-generate …`: make, index and validate benchmark variants."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from generation.config import load_config
+
+
+@click.group()
+def main() -> None:
+    """Manufacture odd-one-out anomaly-detection benchmark variants with Blender."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config file.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Variant folder.")
+@click.option("--workers", default=1, show_default=True, help="Local worker processes (Blender sessions).")
+@click.option("--shard", default="0/1", show_default=True, help="Generate only scenes with index % N == i.")
+@click.option("--set", "overrides", multiple=True, help="Override a config value, e.g. --set n_scenes=4.")
+def scenes(config_path, out_dir, workers, shard, overrides) -> None:
+    """Generate (or resume) the scenes of a variant."""
+    from generation.runner import parse_shard, run_scenes
+
+    try:
+        config = load_config(config_path, list(overrides))
+        report = run_scenes(config, Path(out_dir), workers=workers, shard=parse_shard(shard))
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    seconds = report["seconds"]
+    click.echo(f"done {report['done_this_run']} (already done {report['already_done']}), "
+               f"rejected {len(report['rejected_this_run'])}, skipped shapes {len(report['skipped_shapes'])}")
+    if seconds["per_scene"]:
+        click.echo(f"{seconds['per_scene']:.1f} s/scene, {seconds['per_view']:.2f} s/view, "
+                   f"overhead ratio {seconds['overhead_ratio']:.3f}")
+    for shape_id, reason in report["skipped_shapes"].items():
+        click.echo(f"skipped shape {shape_id}: {reason}", err=True)
+
+
+@main.command()
+@click.argument("variant", type=click.Path(exists=True, file_okay=False))
+def index(variant) -> None:
+    """Rebuild index.json and splits.json from the scene files (e.g. after sharded jobs)."""
+    from generation.runner import write_index
+
+    result = write_index(Path(variant))
+    click.echo(json.dumps(result["counts"]))
+
+
+@main.command()
+@click.argument("variant", type=click.Path(exists=True, file_okay=False))
+def validate(variant) -> None:
+    """Check a variant against the scene contract; exits non-zero on any problem."""
+    from generation.validate import validate_variant
+
+    report = validate_variant(Path(variant))
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    click.echo(f"{report.scenes} scenes, {len(report.problems)} problems, "
+               f"{report.boxes.share:.4%} of instance pixels inside their projected boxes")
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,168 @@
+"""Generation config: plain dataclasses, read from TOML, overridable with `section.key=value` strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ShapesConfig:
+    kind: str = "builtin"  # builtin | folder
+    categories: list[str] = field(default_factory=list)  # builtin: empty = every category
+    instances_per_category: int = 50
+    root: str = ""  # folder: root of the mesh folder (category = parent folder name)
+    max_faces: int = 200_000  # larger meshes are decimated
+
+
+@dataclass
+class SplitConfig:
+    by: str = "instance"  # instance | category
+    test_fraction: float = 0.25  # share of scenes (and of shape instances) in the test split
+    test_categories: list[str] = field(default_factory=list)  # by = category
+
+
+@dataclass
+class SceneConfig:
+    objects: tuple[int, int] = (3, 6)  # inclusive range of copies per scene
+    normal_scene_fraction: float = 0.05  # scenes without any anomaly
+    scale: tuple[float, float] = (0.40, 0.41)  # metres, applied to shapes normalised to max |v| = 0.5
+    min_gap: float = 0.04  # metres between objects at rest
+    drop_height: float = 0.01  # metres above the floor at the start of the simulation
+    max_attempts: int = 8  # re-samples of a scene before it is rejected
+
+
+@dataclass
+class AnomalyConfig:
+    weights: dict[str, float] = field(default_factory=lambda: {"material": 1.0, "missing": 1.0})
+
+
+@dataclass
+class CameraConfig:
+    views: int = 20
+    width: int = 256
+    height: int = 256
+    focal_mm: float = 30.0
+    sensor_mm: float = 36.0
+    elevation_deg: tuple[float, float] = (25.0, 32.0)
+    radius: tuple[float, float] = (0.67, 0.77)  # grown per view until every object is in frame
+    margin_px: float = 4.0
+
+
+@dataclass
+class BackgroundConfig:
+    floor_families: list[str] = field(default_factory=list)  # empty = all procedural families
+    texture_dir: str = ""  # optional folder of PBR texture sets
+    hdri_dir: str = ""  # optional folder of HDRIs; default: the eight CC0 HDRIs shipped with bpy
+    hdri_strength: tuple[float, float] = (0.7, 0.9)
+
+
+@dataclass
+class RenderConfig:
+    preset: str = "default"  # draft | default | paper
+    device: str = "CPU"  # CPU | CUDA | OPTIX
+    samples: int = 0  # 0 = the preset's
+
+
+@dataclass
+class GenerationConfig:
+    name: str = "variant"
+    seed: int = 0
+    n_scenes: int = 10
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    anomalies: AnomalyConfig = field(default_factory=AnomalyConfig)
+    cameras: CameraConfig = field(default_factory=CameraConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build(cls, data: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown key {key!r}; expected one of {sorted(known)}")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key}: expected a table")
+            value = _build(type(default), value, f"{where}.{key}")
+        elif isinstance(default, tuple):
+            value = tuple(value)
+            if len(value) != len(default):
+                raise ValueError(f"{where}.{key}: expected {len(default)} values")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> GenerationConfig:
+    config = _build(GenerationConfig, data, "config")
+    validate_config(config)
+    return config
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> GenerationConfig:
+    """Read a TOML config (or the defaults) and apply `a.b=value` overrides (values in TOML syntax)."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ValueError(f"{path}: cannot read config ({err})") from err
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected key=value")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = _parse_value(text.strip())
+    config = _build(GenerationConfig, data, str(path or "config"))
+    validate_config(config)
+    return config
+
+
+def validate_config(config: GenerationConfig) -> None:
+    lo, hi = config.scene.objects
+    if not 3 <= lo <= hi:
+        raise ValueError("scene.objects: need 3 <= min <= max (one odd object must be a strict minority)")
+    if hi > 254:
+        raise ValueError("scene.objects: at most 254 objects (instance masks are uint8)")
+    if config.render.preset not in RENDER_PRESETS:
+        raise ValueError(f"render.preset: {config.render.preset!r} is not one of {sorted(RENDER_PRESETS)}")
+    if config.split.by not in ("instance", "category"):
+        raise ValueError("split.by: expected 'instance' or 'category'")
+    if not 0.0 <= config.split.test_fraction < 1.0:
+        raise ValueError("split.test_fraction: expected a value in [0, 1)")
+    if config.cameras.views < 1:
+        raise ValueError("cameras.views: need at least one view")
+    if not config.anomalies.weights or min(config.anomalies.weights.values()) < 0:
+        raise ValueError("anomalies.weights: need at least one type with a non-negative weight")
+
+
+# samples per pixel, adaptive-sampling noise threshold, denoising
+RENDER_PRESETS = {
+    "draft": {"samples": 16, "adaptive_threshold": 0.05, "denoise": True},
+    "default": {"samples": 64, "adaptive_threshold": 0.02, "denoise": True},
+    "paper": {"samples": 128, "adaptive_threshold": 0.01, "denoise": True},
+}

@@ -1,0 +1,235 @@
+"""The scene runner: resumable, shardable, parallel over local worker processes.
+
+Every scene is a pure function of (config, seed, scene index), so a rerun skips the scenes whose file exists,
+a killed run leaves at most `.tmp` files (removed on the next start), and `--shard i/N` lets a job array
+split the work with no coordination.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from generation.config import GenerationConfig, config_from_dict
+from generation.layout import shape_split
+from generation.scene_task import SceneOutcome, generate_scene, scene_id
+from generation.shapes.sources import make_source
+from generation.shapes.types import ShapeError
+
+SCENES_PER_WORKER = 10  # a worker process is replaced after this many scenes, so memory cannot creep up
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def shape_spec(config: GenerationConfig) -> dict:
+    s = config.shapes
+    if s.kind == "builtin":
+        return {"kind": "builtin", "categories": s.categories, "instances_per_category": s.instances_per_category,
+                "seed": config.seed}
+    return {"kind": s.kind, "root": s.root, "max_faces": s.max_faces}
+
+
+# ---- worker side -------------------------------------------------------------------------------------------
+_worker: dict = {}
+
+
+def _init_worker(config_dict: dict, out_dir: str, pools: dict, threads: int) -> None:
+    config = config_from_dict(config_dict)
+    _worker.update(config=config, out_dir=Path(out_dir), pools=pools, threads=threads,
+                   source=make_source(shape_spec(config)))
+
+
+def _run_scene(index: int) -> SceneOutcome:
+    w = _worker
+    return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"])
+
+
+def _check_shape(shape_id: str) -> dict:
+    source = _worker["source"]
+    try:
+        source.load(shape_id)
+    except ShapeError as err:
+        return {"shape_id": shape_id, "ok": False, "reason": str(err)}
+    except Exception as err:  # noqa: BLE001 - a loader crash on one file must not end the run
+        return {"shape_id": shape_id, "ok": False, "reason": f"{type(err).__name__}: {err}"}
+    notes = getattr(source, "notes", {}).get(shape_id, [])
+    return {"shape_id": shape_id, "ok": True, "notes": list(notes)}
+
+
+# ---- driver side -------------------------------------------------------------------------------------------
+def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
+    return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads),
+                        maxtasksperchild=SCENES_PER_WORKER)
+
+
+def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context) -> dict:
+    """Every shape with its split, or the reason it is unusable. Cached in `shapes.json`."""
+    path = out_dir / "shapes.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("config_digest") == config.digest():
+            return cached
+    source = make_source(shape_spec(config))
+    ids = source.shape_ids()
+    if config.shapes.kind == "builtin":
+        checked = [{"shape_id": s, "ok": True} for s in ids]
+    else:
+        with _pool(context, workers, config, out_dir, {}, 1) as pool:
+            checked = list(tqdm(pool.imap(_check_shape, ids), total=len(ids), desc="checking shapes",
+                                unit="shape", dynamic_ncols=True))
+    catalogue = {"config_digest": config.digest(), "usable": {}, "skipped": {}}
+    for entry in checked:
+        if entry["ok"]:
+            category = source.category(entry["shape_id"])
+            catalogue["usable"][entry["shape_id"]] = {
+                "category": category, "split": shape_split(entry["shape_id"], category, config),
+                "notes": entry.get("notes", []),
+            }
+        else:
+            catalogue["skipped"][entry["shape_id"]] = entry["reason"]
+    write_json(path, catalogue)
+    return catalogue
+
+
+def clean_partial(out_dir: Path) -> int:
+    """Remove what a killed run left behind; finished files are never touched."""
+    removed = 0
+    for folder in ("scenes", "previews", "rejected", ""):
+        for tmp in (out_dir / folder).glob("*.tmp"):
+            tmp.unlink()
+            removed += 1
+    shutil.rmtree(out_dir / ".work", ignore_errors=True)
+    return removed
+
+
+def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard: tuple[int, int] = (0, 1),
+               progress: bool = True) -> dict:
+    out_dir = Path(out_dir)
+    for folder in ("scenes", "previews", "rejected"):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    _guard_config(config, out_dir)
+    cleaned = clean_partial(out_dir)
+    context = mp.get_context("spawn")
+    catalogue = shape_catalogue(config, out_dir, workers, context)
+    pools: dict[str, list[str]] = {}
+    for shape_id, entry in sorted(catalogue["usable"].items()):
+        pools.setdefault(entry["split"], []).append(shape_id)
+
+    index_of_shard = [i for i in range(config.n_scenes) if i % shard[1] == shard[0]]
+    todo = [i for i in index_of_shard
+            if not (out_dir / "scenes" / f"{scene_id(i)}.h5").exists()
+            and not (out_dir / "rejected" / f"{scene_id(i)}.json").exists()]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    outcomes: list[SceneOutcome] = []
+    start = time.perf_counter()
+    if todo:
+        with _pool(context, workers, config, out_dir, pools, threads) as pool, tqdm(
+            total=len(todo), desc="scenes", unit="scene", disable=not progress, dynamic_ncols=True
+        ) as bar:
+            for outcome in pool.imap_unordered(_run_scene, todo):
+                if outcome.status == "rejected":
+                    write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
+                outcomes.append(outcome)
+                bar.update(1)
+                minutes = (time.perf_counter() - start) / 60
+                bar.set_postfix(per_min=f"{bar.n / max(minutes, 1e-9):.2f}",
+                                rejected=sum(o.status == "rejected" for o in outcomes))
+    report = _report(config, out_dir, shard, index_of_shard, outcomes, catalogue, cleaned,
+                     time.perf_counter() - start)
+    name = "report.json" if shard == (0, 1) else f"report-{shard[0]}-of-{shard[1]}.json"
+    write_json(out_dir / name, report)
+    write_index(out_dir)
+    return report
+
+
+def _guard_config(config: GenerationConfig, out_dir: Path) -> None:
+    """Refuse to mix scenes of different configs in one folder (finished work is never overwritten)."""
+    path = out_dir / "variant.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous["config_digest"] != config.digest():
+            raise ValueError(f"{out_dir}: holds a variant made with another config (digest "
+                             f"{previous['config_digest']}, now {config.digest()}); use a new --out folder")
+    else:
+        write_json(path, {"config_digest": config.digest(), "config": config.to_dict()})
+
+
+def _report(config, out_dir, shard, indices, outcomes, catalogue, cleaned, seconds) -> dict:
+    done = [o for o in outcomes if o.status == "done"]
+    rejected = [o for o in outcomes if o.status == "rejected"]
+    render = sum(o.render_seconds for o in done)
+    scene = sum(o.scene_seconds for o in done)
+    views = sum(o.n_views for o in done)
+    reasons: dict[str, int] = {}
+    for o in outcomes:
+        for r in o.reasons or []:
+            key = r.split(": ", 1)[1] if ": " in r else r
+            key = key.split(" (")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    return {
+        "config_digest": config.digest(),
+        "shard": list(shard),
+        "scenes_in_shard": len(indices),
+        "done_this_run": len(done),
+        "rejected_this_run": {o.scene_id: o.reasons for o in rejected},
+        "rejected_attempt_reasons": reasons,
+        "already_done": len(indices) - len(outcomes),
+        "partial_files_removed": cleaned,
+        "skipped_shapes": catalogue["skipped"],
+        "shape_notes": {k: v["notes"] for k, v in catalogue["usable"].items() if v.get("notes")},
+        "seconds": {
+            "wall": seconds,
+            "per_scene": scene / len(done) if done else None,
+            "per_view": scene / views if views else None,
+            "render_calls": render,
+            "overhead_ratio": scene / render if render else None,
+        },
+        "per_scene": [asdict(o) for o in done],
+    }
+
+
+def write_index(out_dir: Path) -> dict:
+    """Index of every finished scene in the folder (from the files themselves, so shards can be merged)."""
+    from generation.scenefile import read_scene
+
+    rows, splits = [], {}
+    for path in sorted((out_dir / "scenes").glob("*.h5")):
+        scene = read_scene(path, views=False)
+        rows.append({
+            "scene_id": scene.scene_id, "split": scene.split, "file": f"scenes/{path.name}",
+            "category": scene.categories[0], "shape_id": scene.source_ids[0], "n_objects": scene.n_objects,
+            "n_anomalous": int(scene.labels.sum()), "anomaly_types": sorted(set(scene.anomaly_types) - {"none"}),
+        })
+        splits.setdefault(scene.split, []).append(scene.scene_id)
+    variant = json.loads((out_dir / "variant.json").read_text())
+    index = {
+        "variant_id": f"{variant['config']['name']}-{variant['config_digest']}",
+        "config_digest": variant["config_digest"],
+        "config": variant["config"],
+        "scenes": rows,
+        "counts": {split: len(ids) for split, ids in sorted(splits.items())},
+    }
+    write_json(out_dir / "index.json", index)
+    write_json(out_dir / "splits.json", splits)
+    return index
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError as err:
+        raise ValueError(f"--shard {text!r}: expected i/N, e.g. 0/4") from err
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n

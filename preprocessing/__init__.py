@@ -1,0 +1,1 @@
+"""preprocessing stage of oddbench."""
