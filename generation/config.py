@@ -156,13 +156,15 @@ def validate_config(config: GenerationConfig) -> None:
         raise ValueError("split.test_fraction: expected a value in [0, 1)")
     if config.cameras.views < 1:
         raise ValueError("cameras.views: need at least one view")
+    if config.background.floor_families and config.background.texture_dir:
+        raise ValueError("background: set floor_families (procedural floors) or texture_dir (your PBR sets), not both")
     if not config.anomalies.weights or min(config.anomalies.weights.values()) < 0:
         raise ValueError("anomalies.weights: need at least one type with a non-negative weight")
 
 
-# samples per pixel, adaptive-sampling noise threshold, denoising
+# samples per pixel, adaptive-sampling noise threshold, denoising, light-path bounces
 RENDER_PRESETS = {
-    "draft": {"samples": 16, "adaptive_threshold": 0.05, "denoise": True},
-    "default": {"samples": 64, "adaptive_threshold": 0.02, "denoise": True},
-    "paper": {"samples": 128, "adaptive_threshold": 0.01, "denoise": True},
+    "draft": {"samples": 16, "adaptive_threshold": 0.05, "denoise": True, "max_bounces": 4},
+    "default": {"samples": 64, "adaptive_threshold": 0.02, "denoise": True, "max_bounces": 8},
+    "paper": {"samples": 128, "adaptive_threshold": 0.01, "denoise": True, "max_bounces": 12},
 }

@@ -141,10 +141,10 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
                 if outcome.status == "rejected":
                     write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
                 outcomes.append(outcome)
-                bar.update(1)
                 minutes = (time.perf_counter() - start) / 60
-                bar.set_postfix(per_min=f"{bar.n / max(minutes, 1e-9):.2f}",
-                                rejected=sum(o.status == "rejected" for o in outcomes))
+                bar.set_postfix(per_min=f"{len(outcomes) / max(minutes, 1e-9):.2f}",
+                                rejected=sum(o.status == "rejected" for o in outcomes), refresh=False)
+                bar.update(1)
     report = _report(config, out_dir, shard, index_of_shard, outcomes, catalogue, cleaned,
                      time.perf_counter() - start)
     name = "report.json" if shard == (0, 1) else f"report-{shard[0]}-of-{shard[1]}.json"

@@ -6,6 +6,7 @@ attempt, so nothing leaks from one scene into the next.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class SceneOutcome:
     n_views: int = 0
     n_objects: int = 0
     n_anomalous: int = 0
+    worker_peak_rss_mb: float = 0.0  # of the worker process so far: shows whether memory creeps up
 
 
 def scene_id(index: int) -> str:
@@ -89,6 +91,7 @@ def generate_scene(
         return SceneOutcome(
             sid, "done", scene.split, reasons, float(sum(render_seconds)), time.perf_counter() - start,
             scene.n_views, scene.n_objects, int(scene.labels.sum()),
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )
     return SceneOutcome(sid, "rejected", reasons=reasons)
 

@@ -41,7 +41,7 @@ def check_scene(scene: Scene, expected_views: int | None, boxes: BoxStats) -> li
     """Problems with one scene (empty list when it satisfies the contract); accumulates box statistics."""
     sid, problems = scene.scene_id, []
     V, H, W = scene.instance.shape
-    if expected_views is not None and V != expected_views:
+    if expected_views is not None and expected_views != V:
         problems.append(f"{sid}: {V} views, config asks for {expected_views}")
     for name, array in (("rgb", scene.rgb[..., 0]), ("depth", scene.depth), ("anomaly", scene.anomaly)):
         if array.shape != (V, H, W):

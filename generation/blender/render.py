@@ -28,6 +28,9 @@ def configure_cycles(preset: str, device: str, samples: int, seed: int, threads:
     scene.cycles.use_adaptive_sampling = True
     scene.cycles.adaptive_threshold = settings["adaptive_threshold"]
     scene.cycles.use_denoising = settings["denoise"]
+    scene.cycles.max_bounces = settings["max_bounces"]
+    scene.cycles.diffuse_bounces = min(4, settings["max_bounces"])
+    scene.cycles.glossy_bounces = min(4, settings["max_bounces"])
     scene.cycles.denoiser = "OPENIMAGEDENOISE"
     scene.cycles.seed = seed % (2**31)
     scene.cycles.use_animated_seed = False

@@ -1,0 +1,228 @@
+"""User meshes from a folder tree (Toys4K OBJs, ABC chunks, anything trimesh reads) as normalized shapes.
+
+Each file is checked (a file that cannot be used raises ShapeError with the reason, so a run can skip it and
+say why), repaired where that is safe, decimated when huge, and split into parts: its connected components
+when there are a few sizeable ones, else one part. Colours come from the file when it has them.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import trimesh
+
+from generation.shapes.builtin import random_material, srgb_to_linear
+from generation.shapes.types import MaterialSpec, Part, Shape, ShapeError, normalize
+
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
+MAX_PARTS = 12  # more sizeable components than this reads as one fragmented object, not an assembly
+MIN_PART_AREA_SHARE = 0.01  # smaller components (crumbs, screws, decals) join the largest part
+COLOR_SAMPLES = 2000  # faces per part looked up in the original mesh to read the part's colour
+
+
+def scan_folder(root) -> list[Path]:
+    """Every mesh file under `root`, recursively, sorted. Hidden files and folders are skipped (".git",
+    and the "._x.obj" metadata files macOS leaves on shared drives, which are not meshes)."""
+    root = Path(root)
+    return sorted(
+        path for path in root.rglob("*")
+        if path.suffix.lower() in MESH_SUFFIXES and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def folder_shape_id(path) -> str:
+    """`<parent folder>_<file stem>` with everything but letters, digits, '_' and '-' replaced by '_'."""
+    path = Path(path)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{path.parent.name}_{path.stem}")
+
+
+def load_mesh_file(path, max_faces: int = 200_000, seed: int = 0) -> tuple[Shape, list[str]]:
+    """The normalized shape in `path` and notes on what was repaired; ShapeError if it cannot be used."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShapeError(path, "file not found")
+    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise ShapeError(path, f"unsupported file type {path.suffix!r}; expected one of "
+                               f"{', '.join(MESH_SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise ShapeError(path, "empty file")
+    original, appearance = _read(path)
+    mesh, notes = _repaired(path, original, max_faces)
+    shape_id = folder_shape_id(path)
+    rng = np.random.default_rng([seed, zlib.crc32(shape_id.encode())])
+    parts = []
+    for name, faces in _part_faces(mesh):
+        part_mesh = mesh.submesh([faces], append=True)
+        parts.append(Part(name, part_mesh, _part_material(rng, name, part_mesh, original, appearance)))
+    if len(parts) > 1:
+        notes.append(f"split into {len(parts)} parts (connected components)")
+    return normalize(Shape(shape_id, path.parent.name, str(path), parts)), notes
+
+
+def _read(path: Path) -> tuple[trimesh.Trimesh, np.ndarray | None]:
+    """All triangles of the file in one mesh (scene transforms applied), and per face (r, g, b, roughness,
+    metallic) from the file's colours and materials, NaN where the file says nothing; None without colours."""
+    try:
+        scene = trimesh.load_scene(path, file_type=path.suffix.lower()[1:], process=False)
+    except Exception as err:  # noqa: BLE001 - every parser failure means the same thing to the user
+        raise ShapeError(path, f"could not be parsed as {path.suffix.lower()[1:].upper()}: "
+                               f"{type(err).__name__}: {err}") from err
+    meshes, appearances = [], []
+    for node in scene.graph.nodes_geometry:
+        transform, geometry_name = scene.graph[node]
+        geometry = scene.geometry[geometry_name]
+        if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
+            continue
+        vertices = np.asarray(geometry.vertices, dtype=np.float64) @ transform[:3, :3].T + transform[:3, 3]
+        meshes.append(trimesh.Trimesh(vertices, np.asarray(geometry.faces), process=False))
+        appearances.append(_face_appearance(geometry))
+    if not meshes:
+        raise ShapeError(path, "no faces: not a mesh (points or lines only, or text the parser did not "
+                               "recognise)")
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+    if all(a is None for a in appearances):
+        return mesh, None
+    filled = [np.full((len(m.faces), 5), np.nan) if a is None else a
+              for m, a in zip(meshes, appearances, strict=True)]
+    return mesh, np.concatenate(filled)
+
+
+def _face_appearance(geometry: trimesh.Trimesh) -> np.ndarray | None:
+    visual = geometry.visual
+    roughness = metallic = np.nan
+    if isinstance(visual, trimesh.visual.TextureVisuals):
+        material = visual.material
+        roughness = _factor(getattr(material, "roughnessFactor", None))
+        metallic = _factor(getattr(material, "metallicFactor", None))
+        if getattr(material, "image", None) is not None and visual.uv is not None:
+            visual = visual.to_color()  # samples the texture at every vertex's UV
+        elif _has_own_color(material):
+            color = np.asarray(material.main_color[:3], dtype=np.float64) / 255
+            rgb = np.tile(color, (len(geometry.faces), 1))
+            return np.column_stack([rgb, np.full(len(rgb), roughness), np.full(len(rgb), metallic)])
+        else:
+            return None
+    if visual.kind == "face":
+        rgb = np.asarray(visual.face_colors[:, :3], dtype=np.float64) / 255
+    elif visual.kind == "vertex":
+        rgb = np.asarray(visual.vertex_colors[:, :3], dtype=np.float64)[geometry.faces].mean(axis=1) / 255
+    else:
+        return None
+    return np.column_stack([rgb, np.full(len(rgb), roughness), np.full(len(rgb), metallic)])
+
+
+def _factor(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _has_own_color(material) -> bool:
+    """False for the grey placeholder trimesh gives a material the file did not colour."""
+    if isinstance(material, trimesh.visual.material.PBRMaterial):
+        return material.baseColorFactor is not None
+    return not np.array_equal(np.asarray(material.main_color), trimesh.visual.color.DEFAULT_COLOR)
+
+
+def _repaired(path: Path, mesh: trimesh.Trimesh, max_faces: int) -> tuple[trimesh.Trimesh, list[str]]:
+    """Checked, decimated, cleaned and consistently wound copy of `mesh`, with notes on what changed."""
+    vertices, faces = np.asarray(mesh.vertices).view(np.ndarray), np.asarray(mesh.faces).view(np.ndarray)
+    used = vertices[np.unique(faces)]
+    if not np.isfinite(used).all():
+        raise ShapeError(path, "non-finite vertex coordinates (NaN or inf)")
+    if not np.ptp(used, axis=0).max() > 0:
+        raise ShapeError(path, "degenerate: zero extent (all vertices at one point)")
+    notes = []
+    if len(faces) > max_faces:
+        vertices, faces = _decimated(vertices, faces, max_faces)
+        notes.append(f"decimated from {len(mesh.faces):,} to {len(faces):,} faces (vertex clustering)")
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    mesh.remove_unreferenced_vertices()
+    vertex_count = len(mesh.vertices)
+    mesh.merge_vertices()
+    if len(mesh.vertices) < vertex_count:
+        notes.append(f"merged {vertex_count - len(mesh.vertices):,} duplicate vertices")
+    face_count = len(mesh.faces)
+    mesh.update_faces(mesh.nondegenerate_faces() & mesh.unique_faces())
+    if len(mesh.faces) == 0:
+        raise ShapeError(path, "degenerate: every face has zero area")
+    if len(mesh.faces) < face_count:
+        notes.append(f"removed {face_count - len(mesh.faces):,} degenerate or duplicate faces")
+    mesh.remove_unreferenced_vertices()
+    wound = mesh.faces.copy()
+    trimesh.repair.fix_normals(mesh, multibody=True)
+    if not np.array_equal(wound, mesh.faces):
+        notes.append("fixed face winding so normals point outwards")
+    return mesh, notes
+
+
+def _decimated(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex clustering on a voxel grid, the voxel grown until at most `max_faces` faces are left.
+
+    Each pass is a few numpy sorts (about half a second for millions of faces), where quadric decimation
+    (open3d) takes half a minute on such meshes, and a huge mesh is loaded again for every scene.
+    """
+    corners = vertices[faces]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area = np.linalg.norm(normals, axis=1).sum() / 2
+    voxel = np.sqrt(area / (max_faces / 2))  # a closed surface has about two faces per vertex
+    clustered = faces
+    while len(clustered) > max_faces:
+        cells = np.floor((vertices - vertices.min(axis=0)) / voxel).astype(np.int64)
+        span = cells.max(axis=0) + 1
+        keys = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
+        _, cluster_of, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        centers = np.column_stack([np.bincount(cluster_of, weights=vertices[:, k]) for k in range(3)])
+        centers /= counts[:, None]
+        clustered = cluster_of[faces]
+        clustered = clustered[(clustered[:, 0] != clustered[:, 1]) & (clustered[:, 1] != clustered[:, 2])
+                              & (clustered[:, 0] != clustered[:, 2])]
+        _, first = np.unique(np.sort(clustered, axis=1), axis=0, return_index=True)
+        clustered = clustered[np.sort(first)]
+        voxel *= 1.03 * np.sqrt(max(len(clustered) / max_faces, 1.0))
+    return centers, clustered
+
+
+def _part_faces(mesh: trimesh.Trimesh) -> list[tuple[str, np.ndarray]]:
+    """Face indices of each part: connected components when 2..MAX_PARTS of them hold at least
+    MIN_PART_AREA_SHARE of the area each (crumbs join the largest), else everything as "body"."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    area = np.bincount(labels, weights=mesh.area_faces)
+    sizeable = np.flatnonzero(area >= MIN_PART_AREA_SHARE * area.sum())
+    if not 2 <= len(sizeable) <= MAX_PARTS:
+        return [("body", np.arange(len(mesh.faces)))]
+    _, first_face = np.unique(labels, return_index=True)
+    order = sizeable[np.lexsort((first_face[sizeable], -area[sizeable]))]  # largest first, ties in file order
+    part_of_label = np.full(len(area), 0)
+    part_of_label[order] = np.arange(len(order))
+    part = part_of_label[labels]
+    return [(f"part_{i:02d}", np.flatnonzero(part == i)) for i in range(len(order))]
+
+
+def _part_material(rng: np.random.Generator, name: str, part: trimesh.Trimesh, original: trimesh.Trimesh,
+                   appearance: np.ndarray | None) -> MaterialSpec:
+    """The file's colour of the faces nearest to this part, or a plausible random material."""
+    fallback = random_material(rng, f"{name}_material")
+    if appearance is None:
+        return fallback
+    centers = part.triangles_center
+    if len(centers) > COLOR_SAMPLES:
+        centers = centers[np.linspace(0, len(centers) - 1, COLOR_SAMPLES).astype(int)]
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(original.vertices, dtype=np.float32)),
+                        o3d.core.Tensor(np.asarray(original.faces, dtype=np.uint32)))
+    closest = scene.compute_closest_points(o3d.core.Tensor(centers.astype(np.float32)))
+    nearest = closest["primitive_ids"].numpy()
+    samples = appearance[nearest]
+    if np.isnan(samples[:, 0]).all():
+        return fallback
+    rgb, roughness, metallic = np.nanmedian(samples[:, :3], axis=0), samples[:, 3], samples[:, 4]
+    return MaterialSpec(
+        name=f"{name}_file_color",
+        base_color=srgb_to_linear(rgb),
+        roughness=float(np.nanmedian(roughness)) if np.isfinite(roughness).any() else 0.5,
+        metallic=float(np.nanmedian(metallic)) if np.isfinite(metallic).any() else 0.0,
+    )
