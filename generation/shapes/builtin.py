@@ -21,6 +21,10 @@ from trimesh.transformations import rotation_matrix
 from generation.shapes.types import MaterialSpec, Part, Shape, normalize
 
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+# Longest straight run (build units; objects are about 1 across) a lathe outline or tube path may have without
+# a vertex: long walls get rings of vertices, so part contacts, per-face anomaly masks and deformations have
+# vertices to work with, not one triangle from rim to foot.
+MAX_SEGMENT = 0.06
 
 
 # ---- materials ---------------------------------------------------------------------------------------------
@@ -91,15 +95,26 @@ def random_material(rng: np.random.Generator, name: str) -> MaterialSpec:
 
 # ---- mesh building blocks (all closed, outward-facing) -----------------------------------------------------
 def _outward(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Flip a closed mesh that was built inside out (its volume comes out negative)."""
     if mesh.volume < 0:
         mesh.invert()
     return mesh
 
 
+def _densified(points) -> np.ndarray:
+    """The polyline with points inserted so that no segment is longer than MAX_SEGMENT."""
+    points = np.asarray(points, dtype=np.float64)
+    pieces = [points[:1]]
+    for start, end in zip(points[:-1], points[1:], strict=True):
+        steps = max(int(np.ceil(np.linalg.norm(end - start) / MAX_SEGMENT)), 1)
+        pieces.append(start + (end - start) * (np.arange(1, steps + 1) / steps)[:, None])
+    return np.vstack(pieces)
+
+
 def _lathe(profile, sections: int = 48) -> trimesh.Trimesh:
     """Solid of revolution about z of a (radius, z) outline: either from the axis back to the axis,
     or a closed loop (first point repeated) for rings and shells."""
-    return _outward(creation.revolve(np.asarray(profile, dtype=np.float64), sections=sections))
+    return _outward(creation.revolve(_densified(profile), sections=sections))
 
 
 def _box(low, high) -> trimesh.Trimesh:
@@ -111,9 +126,9 @@ def _cylinder(radius: float, start, end, sections: int = 32) -> trimesh.Trimesh:
 
 
 def _ring(r_in: float, r_out: float, z0: float, z1: float, center=(0.0, 0.0), sections: int = 48):
-    """A vertical flat ring (washer, sleeve, annulus) between heights z0 and z1."""
-    mesh = creation.annulus(r_in, r_out, z1 - z0, sections=sections)
-    mesh.apply_translation((center[0], center[1], (z0 + z1) / 2))
+    """A flat ring about a vertical axis (washer, sleeve, annulus) between heights z0 and z1."""
+    mesh = _lathe([(r_in, z0), (r_out, z0), (r_out, z1), (r_in, z1), (r_in, z0)], sections=sections)
+    mesh.apply_translation((center[0], center[1], 0.0))
     return mesh
 
 
@@ -124,14 +139,16 @@ def _sphere(radius: float, center, subdivisions: int = 2, stretch=(1.0, 1.0, 1.0
     return mesh
 
 
-def _torus(major: float, minor: float, z: float, center=(0.0, 0.0), sections=(40, 12)) -> trimesh.Trimesh:
+def _torus(major: float, minor: float, z: float, sections=(40, 12)) -> trimesh.Trimesh:
+    """A torus lying flat around the z axis at height z."""
     mesh = creation.torus(major, minor, major_sections=sections[0], minor_sections=sections[1])
-    mesh.apply_translation((center[0], center[1], z))
+    mesh.apply_translation((0.0, 0.0, z))
     return mesh
 
 
-def _turned(mesh: trimesh.Trimesh, angle: float, axis, point=(0.0, 0.0, 0.0)) -> trimesh.Trimesh:
-    mesh.apply_transform(rotation_matrix(angle, axis, point))
+def _turned(mesh: trimesh.Trimesh, angle: float, axis) -> trimesh.Trimesh:
+    """`mesh` rotated in place about an axis through the origin."""
+    mesh.apply_transform(rotation_matrix(angle, axis))
     return mesh
 
 
@@ -165,10 +182,11 @@ def _sideways(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 def _tube(path, radius: float, inner_radius: float = 0.0, sections: int = 16) -> trimesh.Trimesh:
     """Sweep a circle (or, with `inner_radius`, a ring: a hollow pipe) along an open polyline.
 
-    Cross-sections are carried along by parallel transport so the tube does not twist; for a path in the
-    xy plane the first section vertex points straight up, so an even `sections` gives a flat bottom line.
+    Cross-sections are carried along by parallel transport so the tube does not twist. For a path in a
+    horizontal plane the section axes stay horizontal and vertical, so with `sections` divisible by 4 the
+    tube has a straight bottom line and lies flat on the floor.
     """
-    path = np.asarray(path, dtype=np.float64)
+    path = _densified(path)
     tangents = np.gradient(path, axis=0)
     tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
     normal = np.eye(3)[np.argmin(np.abs(tangents[0]))]
@@ -212,9 +230,10 @@ def _tube(path, radius: float, inner_radius: float = 0.0, sections: int = 16) ->
     return _outward(trimesh.Trimesh(vertices, faces, process=False))
 
 
-def _helix(radius: float, z0: float, z1: float, pitch: float, points_per_turn: int = 20) -> np.ndarray:
+def _helix(radius: float, z0: float, z1: float, pitch: float) -> np.ndarray:
+    """Points of a helix about the z axis (a screw thread's path), 20 per turn."""
     turns = (z1 - z0) / pitch
-    t = np.linspace(0.0, 2 * np.pi * turns, max(int(turns * points_per_turn), 4))
+    t = np.linspace(0.0, 2 * np.pi * turns, max(int(turns * 20), 4))
     return np.column_stack([radius * np.cos(t), radius * np.sin(t), z0 + pitch * t / (2 * np.pi)])
 
 
@@ -293,7 +312,7 @@ def mug(rng: np.random.Generator) -> list[Part]:
 
 def cup(rng: np.random.Generator) -> list[Part]:
     """A teacup on its saucer, or a takeaway cup with lid and sleeve."""
-    hue_a, hue_b, hue_c = _hues(rng, 3)
+    hue_a, hue_b = _hues(rng, 2)
     if rng.random() < 0.5:
         top, bottom, height = rng.uniform(0.28, 0.36), rng.uniform(0.2, 0.26), rng.uniform(0.7, 1.0)
 
@@ -443,12 +462,11 @@ def chess_piece(rng: np.random.Generator) -> list[Part]:
     if kind == "pawn":
         head = _sphere(head_size, (0, 0, stem_top + head_size * 0.75), 3)
     elif kind == "rook":
-        tower = head_size * 1.1
-        merlons = [_box((-0.6 * tower, -0.08, stem_top + 0.25), (0.6 * tower, 0.08, stem_top + 0.4))]
-        if rng.random() < 0.5:
-            merlons.append(_turned(merlons[0].copy(), np.pi / 2, (0, 0, 1)))
-        head = _difference(_cylinder(tower, (0, 0, stem_top - 0.02), (0, 0, stem_top + 0.3), sections=40),
-                           merlons)
+        tower, top = head_size * 1.1, stem_top + 0.3
+        slot = _box((-1.2 * tower, -tower * 0.18, top - 0.09), (1.2 * tower, tower * 0.18, top + 0.1))
+        cutters = [slot, _turned(slot.copy(), np.pi / 2, (0, 0, 1)),
+                   _cylinder(tower * 0.6, (0, 0, top - 0.06), (0, 0, top + 0.1), sections=40)]
+        head = _difference(_cylinder(tower, (0, 0, stem_top - 0.02), (0, 0, top), sections=40), cutters)
     elif kind == "bishop":
         head = _sphere(head_size * 0.8, (0, 0, stem_top + head_size), 3, stretch=(1, 1, 1.45))
         extra = ("finial", _sphere(head_size * 0.25, (0, 0, stem_top + head_size * 2.25), 2))
@@ -465,25 +483,25 @@ def chess_piece(rng: np.random.Generator) -> list[Part]:
             extra = ("cross", _union([_box((-arm, -arm, top), (arm, arm, top + head_size * 0.9)),
                                       _box((-3 * arm, -arm, top + head_size * 0.45),
                                            (3 * arm, arm, top + head_size * 0.45 + 2 * arm))]))
-    wood = tinted(rng, "lacquer", (0.93, 0.88, 0.76) if rng.random() < 0.5 else (0.12, 0.1, 0.1), 0.35)
+    piece_finish = tinted(rng, "lacquer", (0.93, 0.88, 0.76) if rng.random() < 0.5 else (0.12, 0.1, 0.1), 0.35)
     if rng.random() < 0.4:
-        wood = plastic(rng, "toy_plastic")
+        piece_finish = plastic(rng, "toy_plastic")
     parts = [
         Part("felt", felt,
              tinted(rng, "felt", (0.1, 0.35, 0.15) if rng.random() < 0.6 else (0.45, 0.08, 0.1), 0.95)),
-        Part("base", base, wood),
-        Part("stem", stem, wood),
+        Part("base", base, piece_finish),
+        Part("stem", stem, piece_finish),
         Part("collar", collar, metal(rng, "trim", "brass") if rng.random() < 0.5 else plastic(rng, "trim")),
-        Part("head", head, wood),
+        Part("head", head, piece_finish),
     ]
     if extra is not None:
         parts.append(Part(extra[0], extra[1],
-                          wood if rng.random() < 0.5 else metal(rng, "ornament", "brass")))
+                          piece_finish if rng.random() < 0.5 else metal(rng, "ornament", "brass")))
     return parts
 
 
 def hammer(rng: np.random.Generator) -> list[Part]:
-    """Lying on its side: handle along x, every part's lowest side on z = 0."""
+    """Lying on its side, handle along x: it rests on the grip, the handle and the head."""
     length, radius = rng.uniform(0.8, 1.0), rng.uniform(0.03, 0.045)
     width, span = rng.uniform(0.1, 0.16), rng.uniform(0.3, 0.45)
     head_x = length - width / 2
@@ -531,8 +549,7 @@ def car(rng: np.random.Generator) -> list[Part]:
                   (cabin_x - cabin_length / 2 + slope * 0.6, top + cabin_height)]
     cabin = _sideways(_prism(cabin_side, -width * 0.42, width * 0.42))
     axle = length / 2 - rng.uniform(0.17, 0.24)
-    hue_body, _ = _hues(rng, 2)
-    parts = [Part("body", body, plastic(rng, "car_paint", hue_body)),
+    parts = [Part("body", body, plastic(rng, "car_paint")),
              Part("cabin", cabin, tinted(rng, "tinted_glass", (0.15, 0.2, 0.28), 0.1, 0.2))]
     tyre, hubs = rubber(rng, "tyre"), []
     for name, x, y in (("front_left", axle, 1), ("front_right", axle, -1),
@@ -735,22 +752,22 @@ def lamp(rng: np.random.Generator) -> list[Part]:
 
 def table(rng: np.random.Generator) -> list[Part]:
     height, thickness = rng.uniform(0.5, 0.75), rng.uniform(0.04, 0.07)
-    wood = tinted(rng, "wood", (0.6, 0.42, 0.25), 0.55) if rng.random() < 0.5 else plastic(rng, "toy_paint")
+    finish = tinted(rng, "wood", (0.6, 0.42, 0.25), 0.55) if rng.random() < 0.5 else plastic(rng, "toy_paint")
     if rng.random() < 0.35:
         radius = rng.uniform(0.4, 0.5)
         top = _cylinder(radius, (0, 0, height - thickness), (0, 0, height), sections=48)
         foot_radius = radius * rng.uniform(0.55, 0.7)
         return [
-            Part("top", top, wood),
+            Part("top", top, finish),
             Part("pedestal", _cylinder(rng.uniform(0.04, 0.07), (0, 0, 0.02),
-                                       (0, 0, height - thickness + 0.01), sections=24), wood),
+                                       (0, 0, height - thickness + 0.01), sections=24), finish),
             Part("foot", _lathe([(0, 0), (foot_radius, 0), (foot_radius * 0.8, 0.05), (0, 0.06)]),
-                 metal(rng, "foot_metal") if rng.random() < 0.5 else wood),
+                 metal(rng, "foot_metal") if rng.random() < 0.5 else finish),
         ]
     half_x, half_y = rng.uniform(0.4, 0.5), rng.uniform(0.25, 0.4)
     leg, inset = rng.uniform(0.035, 0.06), rng.uniform(0.02, 0.06)
-    parts = [Part("top", _box((-half_x, -half_y, height - thickness), (half_x, half_y, height)), wood)]
-    leg_material = wood if rng.random() < 0.5 else plastic(rng, "leg_paint")
+    parts = [Part("top", _box((-half_x, -half_y, height - thickness), (half_x, half_y, height)), finish)]
+    leg_material = finish if rng.random() < 0.5 else plastic(rng, "leg_paint")
     corners = [(sx * (half_x - inset - leg), sy * (half_y - inset - leg)) for sx in (-1, 1) for sy in (-1, 1)]
     for i, (x, y) in enumerate(corners):
         leg_box = _box((x - leg, y - leg, 0), (x + leg, y + leg, height - thickness + 0.01))

@@ -22,6 +22,8 @@ MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 MAX_PARTS = 12  # more sizeable components than this reads as one fragmented object, not an assembly
 MIN_PART_AREA_SHARE = 0.01  # smaller components (crumbs, screws, decals) join the largest part
 COLOR_SAMPLES = 2000  # faces per part looked up in the original mesh to read the part's colour
+Y_UP_SUFFIXES = (".glb", ".gltf")  # y up by the glTF specification; shapes are z up
+Y_UP_TO_Z_UP = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
 
 
 def scan_folder(root) -> list[Path]:
@@ -54,30 +56,33 @@ def load_mesh_file(path, max_faces: int = 200_000, seed: int = 0) -> tuple[Shape
     original, appearance = _read(path)
     mesh, notes = _repaired(path, original, max_faces)
     shape_id = folder_shape_id(path)
+    named_meshes = [(name, mesh.submesh([faces], append=True)) for name, faces in _part_faces(mesh)]
+    from_file = _file_materials(original, appearance, named_meshes)
     rng = np.random.default_rng([seed, zlib.crc32(shape_id.encode())])
-    parts = []
-    for name, faces in _part_faces(mesh):
-        part_mesh = mesh.submesh([faces], append=True)
-        parts.append(Part(name, part_mesh, _part_material(rng, name, part_mesh, original, appearance)))
+    parts = [Part(name, part_mesh, material or random_material(rng, f"{name}_material"))
+             for (name, part_mesh), material in zip(named_meshes, from_file, strict=True)]
     if len(parts) > 1:
         notes.append(f"split into {len(parts)} parts (connected components)")
     return normalize(Shape(shape_id, path.parent.name, str(path), parts)), notes
 
 
 def _read(path: Path) -> tuple[trimesh.Trimesh, np.ndarray | None]:
-    """All triangles of the file in one mesh (scene transforms applied), and per face (r, g, b, roughness,
-    metallic) from the file's colours and materials, NaN where the file says nothing; None without colours."""
+    """All triangles of the file in one mesh (scene transforms applied, glTF turned z up), and per face
+    (r, g, b, roughness, metallic) from the file's colours and materials, NaN where the file says nothing;
+    None without colours. Other formats have no up axis of their own and are taken as z up."""
     try:
         scene = trimesh.load_scene(path, file_type=path.suffix.lower()[1:], process=False)
     except Exception as err:  # noqa: BLE001 - every parser failure means the same thing to the user
         raise ShapeError(path, f"could not be parsed as {path.suffix.lower()[1:].upper()}: "
                                f"{type(err).__name__}: {err}") from err
+    up = Y_UP_TO_Z_UP if path.suffix.lower() in Y_UP_SUFFIXES else np.eye(4)
     meshes, appearances = [], []
     for node in scene.graph.nodes_geometry:
         transform, geometry_name = scene.graph[node]
         geometry = scene.geometry[geometry_name]
         if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
             continue
+        transform = up @ transform
         vertices = np.asarray(geometry.vertices, dtype=np.float64) @ transform[:3, :3].T + transform[:3, 3]
         meshes.append(trimesh.Trimesh(vertices, np.asarray(geometry.faces), process=False))
         appearances.append(_face_appearance(geometry))
@@ -93,31 +98,35 @@ def _read(path: Path) -> tuple[trimesh.Trimesh, np.ndarray | None]:
 
 
 def _face_appearance(geometry: trimesh.Trimesh) -> np.ndarray | None:
-    visual = geometry.visual
-    roughness = metallic = np.nan
+    """Per face (r, g, b, roughness, metallic), NaN where the file leaves a value open; None without colour."""
+    rgb = _face_rgb(geometry.visual, np.asarray(geometry.faces))
+    if rgb is None:
+        return None
+    material = getattr(geometry.visual, "material", None)
+    factors = [getattr(material, "roughnessFactor", None), getattr(material, "metallicFactor", None)]
+    factors = [np.nan if value is None else float(value) for value in factors]
+    return np.column_stack([rgb, np.tile(factors, (len(rgb), 1))])
+
+
+def _face_rgb(visual, faces: np.ndarray) -> np.ndarray | None:
+    """sRGB colour (0..1) of each face from the file's face or vertex colours, texture or material colour."""
     if isinstance(visual, trimesh.visual.TextureVisuals):
         material = visual.material
-        roughness = _factor(getattr(material, "roughnessFactor", None))
-        metallic = _factor(getattr(material, "metallicFactor", None))
-        if getattr(material, "image", None) is not None and visual.uv is not None:
+        is_pbr = isinstance(material, trimesh.visual.material.PBRMaterial)
+        texture = material.baseColorTexture if is_pbr else getattr(material, "image", None)
+        if texture is None or visual.uv is None:
+            if not _has_own_color(material):
+                return None
+            return np.tile(np.asarray(material.main_color[:3], dtype=np.float64) / 255, (len(faces), 1))
+        try:
             visual = visual.to_color()  # samples the texture at every vertex's UV
-        elif _has_own_color(material):
-            color = np.asarray(material.main_color[:3], dtype=np.float64) / 255
-            rgb = np.tile(color, (len(geometry.faces), 1))
-            return np.column_stack([rgb, np.full(len(rgb), roughness), np.full(len(rgb), metallic)])
-        else:
+        except Exception:  # noqa: BLE001 - an unreadable texture costs the colour, not the shape
             return None
     if visual.kind == "face":
-        rgb = np.asarray(visual.face_colors[:, :3], dtype=np.float64) / 255
-    elif visual.kind == "vertex":
-        rgb = np.asarray(visual.vertex_colors[:, :3], dtype=np.float64)[geometry.faces].mean(axis=1) / 255
-    else:
-        return None
-    return np.column_stack([rgb, np.full(len(rgb), roughness), np.full(len(rgb), metallic)])
-
-
-def _factor(value) -> float:
-    return np.nan if value is None else float(value)
+        return np.asarray(visual.face_colors[:, :3], dtype=np.float64) / 255
+    if visual.kind == "vertex":
+        return np.asarray(visual.vertex_colors[:, :3], dtype=np.float64)[faces].mean(axis=1) / 255
+    return None
 
 
 def _has_own_color(material) -> bool:
@@ -129,11 +138,11 @@ def _has_own_color(material) -> bool:
 
 def _repaired(path: Path, mesh: trimesh.Trimesh, max_faces: int) -> tuple[trimesh.Trimesh, list[str]]:
     """Checked, decimated, cleaned and consistently wound copy of `mesh`, with notes on what changed."""
-    vertices, faces = np.asarray(mesh.vertices).view(np.ndarray), np.asarray(mesh.faces).view(np.ndarray)
-    used = vertices[np.unique(faces)]
-    if not np.isfinite(used).all():
+    used = np.unique(mesh.faces)  # vertices no face uses (NaN or not) are dropped, not held against the file
+    vertices, faces = np.asarray(mesh.vertices)[used], np.searchsorted(used, np.asarray(mesh.faces))
+    if not np.isfinite(vertices).all():
         raise ShapeError(path, "non-finite vertex coordinates (NaN or inf)")
-    if not np.ptp(used, axis=0).max() > 0:
+    if not np.ptp(vertices, axis=0).max() > 0:
         raise ShapeError(path, "degenerate: zero extent (all vertices at one point)")
     notes = []
     if len(faces) > max_faces:
@@ -202,27 +211,30 @@ def _part_faces(mesh: trimesh.Trimesh) -> list[tuple[str, np.ndarray]]:
     return [(f"part_{i:02d}", np.flatnonzero(part == i)) for i in range(len(order))]
 
 
-def _part_material(rng: np.random.Generator, name: str, part: trimesh.Trimesh, original: trimesh.Trimesh,
-                   appearance: np.ndarray | None) -> MaterialSpec:
-    """The file's colour of the faces nearest to this part, or a plausible random material."""
-    fallback = random_material(rng, f"{name}_material")
+def _file_materials(original: trimesh.Trimesh, appearance: np.ndarray | None,
+                    named_meshes: list[tuple[str, trimesh.Trimesh]]) -> list[MaterialSpec | None]:
+    """Each part's material from the file: the median appearance of the original faces nearest to (a sample
+    of) the part's faces, which survives any repair and decimation; None where the file has no colour."""
     if appearance is None:
-        return fallback
-    centers = part.triangles_center
-    if len(centers) > COLOR_SAMPLES:
-        centers = centers[np.linspace(0, len(centers) - 1, COLOR_SAMPLES).astype(int)]
+        return [None] * len(named_meshes)
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(original.vertices, dtype=np.float32)),
                         o3d.core.Tensor(np.asarray(original.faces, dtype=np.uint32)))
-    closest = scene.compute_closest_points(o3d.core.Tensor(centers.astype(np.float32)))
-    nearest = closest["primitive_ids"].numpy()
-    samples = appearance[nearest]
-    if np.isnan(samples[:, 0]).all():
-        return fallback
-    rgb, roughness, metallic = np.nanmedian(samples[:, :3], axis=0), samples[:, 3], samples[:, 4]
-    return MaterialSpec(
-        name=f"{name}_file_color",
-        base_color=srgb_to_linear(rgb),
-        roughness=float(np.nanmedian(roughness)) if np.isfinite(roughness).any() else 0.5,
-        metallic=float(np.nanmedian(metallic)) if np.isfinite(metallic).any() else 0.0,
-    )
+    materials = []
+    for name, mesh in named_meshes:
+        centers = mesh.triangles_center
+        if len(centers) > COLOR_SAMPLES:
+            centers = centers[np.linspace(0, len(centers) - 1, COLOR_SAMPLES).astype(int)]
+        closest = scene.compute_closest_points(o3d.core.Tensor(centers.astype(np.float32)))
+        samples = appearance[closest["primitive_ids"].numpy()]
+        if np.isnan(samples[:, 0]).all():
+            materials.append(None)
+            continue
+        roughness, metallic = samples[:, 3], samples[:, 4]
+        materials.append(MaterialSpec(
+            name=f"{name}_file_color",
+            base_color=srgb_to_linear(np.nanmedian(samples[:, :3], axis=0)),
+            roughness=float(np.nanmedian(roughness)) if np.isfinite(roughness).any() else 0.5,
+            metallic=float(np.nanmedian(metallic)) if np.isfinite(metallic).any() else 0.0,
+        ))
+    return materials
