@@ -63,3 +63,25 @@ def validate(variant) -> None:
     click.echo(f"{report.scenes} scenes, {len(report.problems)} problems, "
                f"{report.boxes.share:.4%} of instance pixels inside their projected boxes")
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.option("--format", "export_format", type=click.Choice(["ooo", "mvtec3d"]), required=True,
+              help="ooo: the published ToysAD/PartsAD release layout; mvtec3d: object crops as MVTec 3D-AD.")
+@click.option("--variant", type=click.Path(exists=True, file_okay=False), required=True, help="Variant folder.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Export folder.")
+@click.option("--crop-size", default=256, show_default=True, help="mvtec3d: side of the square crops in pixels.")
+def export(export_format, variant, out_dir, crop_size) -> None:
+    """Export (or resume exporting) a variant into a layout existing training code reads (docs/exports.md)."""
+    try:
+        if export_format == "ooo":
+            from generation.export.ooo import export_ooo
+
+            report = export_ooo(Path(variant), Path(out_dir))
+        else:
+            from generation.export.mvtec3d import export_mvtec3d
+
+            report = export_mvtec3d(Path(variant), Path(out_dir), size=crop_size)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"exported {report.exported_this_run} scenes (already done {report.already_done}) to {report.out}")
