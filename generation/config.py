@@ -12,7 +12,7 @@ from pathlib import Path
 
 @dataclass
 class ShapesConfig:
-    kind: str = "builtin"  # builtin | folder
+    kind: str = "builtin"  # builtin | folder | toys4k | abc
     categories: list[str] = field(default_factory=list)  # builtin: empty = every category
     instances_per_category: int = 50
     root: str = ""  # folder: root of the mesh folder (category = parent folder name)

@@ -1,10 +1,36 @@
-"""Anomaly generators by type name. The full library (fracture, crack, bend, …) plugs in here."""
+"""Anomaly generators by type name, and the file-name codes of the published benchmark (ToysAD/PartsAD).
+
+Type names are what configs (`anomalies.weights`) and scene files (`objects/anomaly_type`) use; `TYPE_CODES`
+maps each to the short tag of the published release (`banana_028-crack-001.blend`), with new tags for the types
+the release does not have.
+"""
 
 from generation.anomalies.base import AnomalyGenerator, AnomalyRejected, AnomalyResult
+from generation.anomalies.deform import BendAnomaly, BumpAnomaly, DeformationAnomaly, TwistAnomaly
+from generation.anomalies.fracture import CrackAnomaly, DiscolorationAnomaly, FractureAnomaly
 from generation.anomalies.material import MaterialAnomaly
 from generation.anomalies.missing import MissingPartAnomaly
+from generation.anomalies.parts import (
+    MaterialSwapAnomaly,
+    PartRotationAnomaly,
+    PartScaleAnomaly,
+    PartTranslationAnomaly,
+)
+from generation.anomalies.patches import PatchAddedAnomaly, PatchRemovedAnomaly
 
-GENERATORS: dict[str, AnomalyGenerator] = {g.name: g for g in (MaterialAnomaly(), MissingPartAnomaly())}
+PUBLISHED_CODES = {
+    "fracture": "frac", "crack": "crack", "discoloration": "disc", "bump": "bump", "deformation": "defr",
+    "bend": "bend", "twist": "twist", "missing": "miss", "part_translation": "tran", "part_rotation": "rota",
+    "part_scale": "scal", "material_swap": "mats", "similar_shape": "diff",
+}
+EXTRA_CODES = {"material": "pcol", "patch_added": "padd", "patch_removed": "prem"}  # not in the release
+TYPE_CODES = {**PUBLISHED_CODES, **EXTRA_CODES}
+
+GENERATORS: dict[str, AnomalyGenerator] = {g.name: g for g in (
+    MaterialAnomaly(), MissingPartAnomaly(), FractureAnomaly(), CrackAnomaly(), DiscolorationAnomaly(),
+    BumpAnomaly(), DeformationAnomaly(), BendAnomaly(), TwistAnomaly(), PartTranslationAnomaly(),
+    PartRotationAnomaly(), PartScaleAnomaly(), MaterialSwapAnomaly(), PatchAddedAnomaly(), PatchRemovedAnomaly(),
+)}
 
 
 def get_generator(name: str) -> AnomalyGenerator:
@@ -13,4 +39,5 @@ def get_generator(name: str) -> AnomalyGenerator:
     return GENERATORS[name]
 
 
-__all__ = ["GENERATORS", "AnomalyGenerator", "AnomalyRejected", "AnomalyResult", "get_generator"]
+__all__ = ["GENERATORS", "PUBLISHED_CODES", "TYPE_CODES", "AnomalyGenerator", "AnomalyRejected", "AnomalyResult",
+           "get_generator"]

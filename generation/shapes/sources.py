@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from generation.shapes.abc import AbcSource
 from generation.shapes.builtin import PART_CATEGORIES, TOY_CATEGORIES, builtin_shape
 from generation.shapes.folder import MESH_SUFFIXES, folder_shape_id, load_mesh_file, scan_folder
+from generation.shapes.toys4k import Toys4kSource
 from generation.shapes.types import Shape
 
 
@@ -97,7 +99,7 @@ class FolderSource:
         return dataclasses.replace(shape, shape_id=shape_id)
 
 
-SOURCE_KINDS = {"builtin": BuiltinSource, "folder": FolderSource}
+SOURCE_KINDS = {"builtin": BuiltinSource, "folder": FolderSource, "toys4k": Toys4kSource, "abc": AbcSource}
 
 
 def make_source(spec: dict) -> ShapeSource:

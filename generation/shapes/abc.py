@@ -1,0 +1,57 @@
+"""ABC CAD models from the released OBJ chunks: `<8-digit id>_<32-hex hash>_trimesh_<NNN>.obj` anywhere under a
+root folder (v/vn/f only: no materials, no groups). Parts are connected components (as in the folder loader);
+each part gets a plausible machined finish (mostly bare metal, sometimes paint), drawn per shape so it is stable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from generation.shapes.builtin import machine_finish
+from generation.shapes.folder import load_mesh_file
+from generation.shapes.types import Part, Shape
+
+ABC_NAME = re.compile(r"^(?P<id>\d{8})_(?P<hash>[0-9a-f]{32})_trimesh_(?P<chunk>\d{3})\.obj$")
+CATEGORY = "abc"  # ABC has no categories; splits go by shape (sorted ids), as PartsAD's did
+
+
+def abc_shape_id(path: Path) -> str:
+    match = ABC_NAME.match(path.name)
+    return f"{match['id']}_{match['chunk']}"
+
+
+class AbcSource:
+    def __init__(self, root, max_faces: int = 200_000):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"ABC folder {self.root} does not exist")
+        self.max_faces = max_faces
+        self.name = f"abc:{self.root}"
+        self.notes: dict[str, list[str]] = {}
+        self._paths = {abc_shape_id(p): p for p in sorted(self.root.rglob("*.obj")) if ABC_NAME.match(p.name)}
+        if not self._paths:
+            raise ValueError(f"no ABC files (<8-digit id>_<32-hex>_trimesh_<NNN>.obj) under {self.root}")
+
+    def shape_ids(self) -> list[str]:
+        return sorted(self._paths)
+
+    def category(self, shape_id: str) -> str:
+        self.path(shape_id)
+        return CATEGORY
+
+    def path(self, shape_id: str) -> Path:
+        if shape_id not in self._paths:
+            raise KeyError(f"{shape_id!r} is not a shape id of {self.name}")
+        return self._paths[shape_id]
+
+    def load(self, shape_id: str) -> Shape:
+        shape, notes = load_mesh_file(self.path(shape_id), self.max_faces)
+        self.notes[shape_id] = notes
+        rng = np.random.default_rng(zlib.crc32(shape_id.encode()))
+        parts = [Part(p.name, p.mesh, machine_finish(rng, f"{p.name}_finish")) for p in shape.parts]
+        return dataclasses.replace(shape, shape_id=shape_id, category=CATEGORY, parts=parts)

@@ -1,0 +1,5 @@
+"""`python -m preprocessing features ...`"""
+
+from preprocessing.cli import main
+
+main()
