@@ -27,9 +27,11 @@ from generation.scenefile import read_scene
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["n_scenes=3", "cameras.views=4", "cameras.width=64", "cameras.height=64", "render.samples=4"]
-RELEASE_CODES = {"frac", "crack", "disc", "bump", "defr", "bend", "twist", "miss", "tran", "rota", "scal", "mats",
-                 "diff"}
-CODES_OF_CURRENT_TYPES = {"material": "mats", "missing": "miss"}
+# our type names with a release code, and the new tags of types the release lacks
+CODES_OF_TYPES = {"fracture": "frac", "crack": "crack", "discoloration": "disc", "bump": "bump", "deformation": "defr",
+                  "bend": "bend", "twist": "twist", "missing": "miss", "part_translation": "tran",
+                  "part_rotation": "rota", "part_scale": "scal", "material_swap": "mats",
+                  "material": "pcol", "patch_added": "padd", "patch_removed": "prem"}
 SEGMENTATION_THRESHOLD = 127
 BACKGROUND_DEPTH = 1e10
 
@@ -158,8 +160,8 @@ def test_labels_paths_and_masks_keep_the_release_conventions(variant, export):
                                             strict=True):
             tag = re.fullmatch(r"[^-]+-([a-z_]+)-(\d{3})\.\w+", os.path.basename(obj["path"]))
             assert (tag is not None) == bool(label)
-            if tag and anomaly_type in CODES_OF_CURRENT_TYPES:
-                assert tag.group(1) == CODES_OF_CURRENT_TYPES[anomaly_type] and tag.group(1) in RELEASE_CODES
+            if tag and anomaly_type in CODES_OF_TYPES:
+                assert tag.group(1) == CODES_OF_TYPES[anomaly_type]
                 seen_codes.add(tag.group(1))
         objects = release["meta"]["objects"]
         for v in range(scene.n_views):

@@ -13,31 +13,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from generation.anomalies import TYPE_CODES
 from generation.runner import write_json
 from generation.scenefile import Scene, read_scene
 
-# Our anomaly type names -> the type codes of the published release (the `-<code>-<k>` file-name tags).
-# Add a row here when a new anomaly generator lands; a type missing here keeps its own name.
-PUBLISHED_CODES = {
-    "fracture": "frac",
-    "crack": "crack",
-    "discoloration": "disc",
-    "bump": "bump",
-    "deformation": "defr",
-    "bend": "bend",
-    "twist": "twist",
-    "missing": "miss",
-    "part_translation": "tran",
-    "part_rotation": "rota",
-    "part_scale": "scal",
-    "material": "mats",
-    "material_swap": "mats",
-    "different_shape": "diff",
-}
-
 
 def published_code(anomaly_type: str) -> str:
-    return PUBLISHED_CODES.get(anomaly_type, anomaly_type)
+    """The `-<code>-<k>` file-name tag of a type (generation.anomalies.TYPE_CODES); unknown types keep their name."""
+    return TYPE_CODES.get(anomaly_type, anomaly_type)
 
 
 @dataclass(frozen=True)
