@@ -21,9 +21,11 @@ class ShapesConfig:
 
 @dataclass
 class SplitConfig:
-    by: str = "instance"  # instance | category
-    test_fraction: float = 0.25  # share of scenes (and of shape instances) in the test split
-    test_categories: list[str] = field(default_factory=list)  # by = category
+    by: str = "instance"  # instance | category | category+instance (train, seen-test, unseen-test)
+    # instance/category: share of scenes (and of instances) in the test split; category+instance: share of the
+    # seen categories' instances held out for seen-test (scene shares then follow the pool sizes)
+    test_fraction: float = 0.25
+    test_categories: list[str] = field(default_factory=list)  # by = category | category+instance
 
 
 @dataclass
@@ -39,6 +41,7 @@ class SceneConfig:
 @dataclass
 class AnomalyConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"material": 1.0, "missing": 1.0})
+    variants_per_shape: int = 3  # banked variants per (shape, type) that scenes draw from (generation/bank.py)
 
 
 @dataclass
@@ -150,14 +153,16 @@ def validate_config(config: GenerationConfig) -> None:
         raise ValueError("scene.objects: at most 254 objects (instance masks are uint8)")
     if config.render.preset not in RENDER_PRESETS:
         raise ValueError(f"render.preset: {config.render.preset!r} is not one of {sorted(RENDER_PRESETS)}")
-    if config.split.by not in ("instance", "category"):
-        raise ValueError("split.by: expected 'instance' or 'category'")
+    if config.split.by not in ("instance", "category", "category+instance"):
+        raise ValueError("split.by: expected 'instance', 'category' or 'category+instance'")
     if not 0.0 <= config.split.test_fraction < 1.0:
         raise ValueError("split.test_fraction: expected a value in [0, 1)")
     if config.cameras.views < 1:
         raise ValueError("cameras.views: need at least one view")
     if config.background.floor_families and config.background.texture_dir:
         raise ValueError("background: set floor_families (procedural floors) or texture_dir (your PBR sets), not both")
+    if config.anomalies.variants_per_shape < 1:
+        raise ValueError("anomalies.variants_per_shape: need at least one variant per shape and type")
     if not config.anomalies.weights or min(config.anomalies.weights.values()) < 0:
         raise ValueError("anomalies.weights: need at least one type with a non-negative weight")
 

@@ -21,9 +21,32 @@ def scene_rng(seed: int, index: int, attempt: int = 0, stream: int = 0) -> np.ra
     return np.random.default_rng([seed, index, attempt, stream])
 
 
+THREE_WAY = ("unseen-test", "seen-test", "train")  # split names of split.by = "category+instance"
+
+
 def scene_split(index: int, test_fraction: float) -> str:
     """Low-discrepancy split assignment: any run of scenes holds close to `test_fraction` test scenes."""
-    return "test" if ((index + 1) * GOLDEN) % 1.0 < test_fraction else "train"
+    return split_by_shares(index, [("test", test_fraction), ("train", 1.0 - test_fraction)])
+
+
+def split_by_shares(index: int, shares: list[tuple[str, float]]) -> str:
+    """Low-discrepancy assignment to several splits: any run of scenes holds close to each split's share."""
+    u = ((index + 1) * GOLDEN) % 1.0
+    for name, share in shares:
+        if u < share:
+            return name
+        u -= share
+    return shares[-1][0]
+
+
+def plan_split(config: GenerationConfig, index: int, pools: dict[str, list[str]]) -> str:
+    """A scene's split. Three-way: scene shares follow the pool sizes, so every shape gets about as many scenes."""
+    if config.split.by != "category+instance":
+        return scene_split(index, config.split.test_fraction)
+    total = sum(len(pools.get(name, [])) for name in THREE_WAY)
+    if not total:
+        raise ValueError("no shapes available for any split; check shapes and split settings")
+    return split_by_shares(index, [(name, len(pools.get(name, [])) / total) for name in THREE_WAY])
 
 
 def unit_hash(text: str) -> float:
@@ -32,9 +55,16 @@ def unit_hash(text: str) -> float:
 
 
 def shape_split(shape_id: str, category: str, config: GenerationConfig) -> str:
-    if config.split.by == "category":
+    """instance: hashed test instances; category: test categories; category+instance: both (paper's Toys split)."""
+    by = config.split.by
+    if by == "category":
         return "test" if category in config.split.test_categories else "train"
-    return "test" if unit_hash(shape_id) < config.split.test_fraction else "train"
+    if by == "category+instance" and category in config.split.test_categories:
+        return "unseen-test"
+    held_out = unit_hash(shape_id) < config.split.test_fraction
+    if by == "category+instance":
+        return "seen-test" if held_out else "train"
+    return "test" if held_out else "train"
 
 
 @dataclass
@@ -52,7 +82,7 @@ def plan_scene(
 ) -> ScenePlan:
     """Draw everything about a scene that does not depend on the shape's geometry."""
     rng = scene_rng(config.seed, index, attempt, stream=0)
-    split = scene_split(index, config.split.test_fraction)
+    split = plan_split(config, index, pools)
     pool = pools.get(split) or []
     if not pool:
         raise ValueError(f"no shapes available for split {split!r}; check shapes and split settings")

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from generation.config import GenerationConfig, config_from_dict
 from generation.layout import shape_split
+from generation.reports import write_summary
 from generation.scene_task import SceneOutcome, generate_scene, scene_id
 from generation.shapes.sources import make_source
 from generation.shapes.types import ShapeError
@@ -105,8 +106,8 @@ def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, conte
 def clean_partial(out_dir: Path) -> int:
     """Remove what a killed run left behind; finished files are never touched."""
     removed = 0
-    for folder in ("scenes", "previews", "rejected", ""):
-        for tmp in (out_dir / folder).glob("*.tmp"):
+    for pattern in ("scenes/*.tmp", "previews/*.tmp", "rejected/*.tmp", "gallery/*.tmp", "bank/*/*.tmp", "*.tmp"):
+        for tmp in out_dir.glob(pattern):
             tmp.unlink()
             removed += 1
     shutil.rmtree(out_dir / ".work", ignore_errors=True)
@@ -150,6 +151,7 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     name = "report.json" if shard == (0, 1) else f"report-{shard[0]}-of-{shard[1]}.json"
     write_json(out_dir / name, report)
     write_index(out_dir)
+    write_summary(out_dir)
     return report
 
 

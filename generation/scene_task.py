@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from generation import cameras, layout
-from generation.anomalies import AnomalyRejected, get_generator
+from generation.anomalies import AnomalyRejected
+from generation.bank import AnomalyBank
 from generation.config import GenerationConfig
 from generation.scenefile import Scene, box_corners, write_scene
 from generation.shapes.sources import ShapeSource
@@ -77,7 +78,8 @@ def generate_scene(
         start = time.perf_counter()
         workdir = out_dir / ".work" / sid
         try:
-            scene, render_seconds = _build_and_render(config, index, attempt, source, pools, workdir, threads)
+            scene, render_seconds = _build_and_render(config, index, attempt, source, pools, workdir, threads,
+                                                      AnomalyBank(out_dir / "bank", config.seed))
         except (SceneRejected, AnomalyRejected, ShapeError) as err:
             reasons.append(f"attempt {attempt}: {err}")
             continue
@@ -96,7 +98,7 @@ def generate_scene(
     return SceneOutcome(sid, "rejected", reasons=reasons)
 
 
-def _build_and_render(config, index, attempt, source, pools, workdir, threads):
+def _build_and_render(config, index, attempt, source, pools, workdir, threads, bank):
     import bpy
 
     from generation.blender import backgrounds, objects, physics, render
@@ -105,7 +107,8 @@ def _build_and_render(config, index, attempt, source, pools, workdir, threads):
     plan = layout.plan_scene(cfg, index, attempt, pools)
     normal = source.load(plan.shape_id)
     shapes, faces, params = _variants(normal, plan.anomaly_types, layout.scene_rng(cfg.seed, index, attempt,
-                                                                                   STREAM_ANOMALY))
+                                                                                   STREAM_ANOMALY),
+                                      bank, cfg.anomalies.variants_per_shape)
     footprint = max(_xy_radius(s) for s in shapes) * plan.scale
     xy = layout.place_footprints(layout.scene_rng(cfg.seed, index, attempt, STREAM_LAYOUT),
                                  np.full(plan.n_objects, footprint), cfg.scene.min_gap)
@@ -193,8 +196,8 @@ def _build_and_render(config, index, attempt, source, pools, workdir, threads):
     return scene, seconds
 
 
-def _variants(normal: Shape, types: list[str], rng: np.random.Generator):
-    """The normal shape for normal copies, a fresh anomalous variant for each anomalous copy."""
+def _variants(normal: Shape, types: list[str], rng: np.random.Generator, bank: AnomalyBank, per_shape: int):
+    """The normal shape for normal copies; for an anomalous copy one of the shape's `per_shape` banked variants."""
     shapes, faces, params = [], [], []
     for anomaly_type in types:
         if anomaly_type == "none":
@@ -202,10 +205,11 @@ def _variants(normal: Shape, types: list[str], rng: np.random.Generator):
             faces.append(None)
             params.append({})
             continue
-        result = get_generator(anomaly_type).apply(normal, rng)
+        k = int(rng.integers(per_shape))
+        result = bank.get(normal, anomaly_type, k)
         shapes.append(result.shape)
         faces.append(result.anomalous_faces)
-        params.append(result.params)
+        params.append({**result.params, "variant": bank.path(normal.shape_id, anomaly_type, k).stem})
     return shapes, faces, params
 
 

@@ -29,6 +29,27 @@ def test_split_fraction_holds_for_short_runs():
     assert 0.28 < [layout.scene_split(i, 0.3) for i in range(1000)].count("test") / 1000 < 0.32
 
 
+def test_three_way_split_holds_out_categories_and_instances():
+    config = load_config(None, ["split.by='category+instance'", "split.test_fraction=0.3",
+                                "split.test_categories=['mug']"])
+    shapes = {f"{c}_{k:03d}": c for c in ("mug", "robot", "train") for k in range(40)}
+    splits = {s: layout.shape_split(s, c, config) for s, c in shapes.items()}
+    assert {s for s, split in splits.items() if split == "unseen-test"} == {s for s in shapes if s.startswith("mug")}
+    seen = [split for s, split in splits.items() if not s.startswith("mug")]
+    assert set(seen) == {"seen-test", "train"} and 0.2 < seen.count("seen-test") / len(seen) < 0.4
+    pools = {}
+    for shape_id, split in sorted(splits.items()):
+        pools.setdefault(split, []).append(shape_id)
+    plans = [layout.plan_scene(config, i, 0, pools) for i in range(600)]
+    for name, pool in pools.items():  # scene shares follow the pool sizes; shapes never leave their split
+        share = sum(p.split == name for p in plans) / len(plans)
+        assert abs(share - len(pool) / len(shapes)) < 0.01
+        assert all(p.shape_id in pool for p in plans if p.split == name)
+    # the two-way splits are unchanged by the generalisation
+    assert [layout.split_by_shares(i, [("test", 0.3), ("train", 0.7)]) for i in range(50)] == [
+        "test" if ((i + 1) * layout.GOLDEN) % 1.0 < 0.3 else "train" for i in range(50)]
+
+
 def test_footprints_do_not_overlap():
     rng = np.random.default_rng(3)
     radii = np.full(12, 0.15)

@@ -26,7 +26,7 @@ def test_preset_types_exist(preset):
 
 def test_toys_preset_holds_out_the_papers_unseen_categories():
     config = load_config(REPO / "assets/configs/toys.toml")
-    assert config.split.by == "category" and config.scene.objects == (3, 6) and config.n_scenes == 8000
+    assert config.split.by == "category+instance" and config.scene.objects == (3, 6) and config.n_scenes == 8000
     assert {"mug", "plate", "robot", "glass", "sheep", "shoe", "train", "banana", "cup", "key", "penguin",
             "hammer"} == set(config.split.test_categories)
 
@@ -34,8 +34,9 @@ def test_toys_preset_holds_out_the_papers_unseen_categories():
 @pytest.mark.parametrize("preset", ["toys", "parts", "demo"])
 def test_preset_generates_scenes_and_split_files(preset, tmp_path):
     extra = list(TINY)
-    if preset == "toys":  # one unseen test category (mug) and one training category
-        extra.append(f"shapes.root='{make_toys4k(tmp_path / 'toys4k', ('mug', 'dinosaur'), 1)}'")
+    if preset == "toys":  # one unseen category (mug); one seen category with a held-out and a training instance
+        extra += [f"shapes.root='{make_toys4k(tmp_path / 'toys4k', ('mug', 'dinosaur'), 2)}'",
+                  "split.test_fraction=0.5", "n_scenes=3"]
     elif preset == "parts":
         extra.append(f"shapes.root='{make_abc(tmp_path / 'abc', 4)}'")
     else:
@@ -46,8 +47,12 @@ def test_preset_generates_scenes_and_split_files(preset, tmp_path):
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=600)
     splits = json.loads((out / "splits.json").read_text())
     report = json.loads((out / "report.json").read_text())
-    assert report["done_this_run"] == 2, report["rejected_this_run"]
-    assert sorted(sum(splits.values(), [])) == ["scene_000000", "scene_000001"]
+    n_scenes = 3 if preset == "toys" else 2
+    assert report["done_this_run"] == n_scenes, report["rejected_this_run"]
+    assert sorted(sum(splits.values(), [])) == [f"scene_{i:06d}" for i in range(n_scenes)]
     catalogue = json.loads((out / "shapes.json").read_text())["usable"]
-    if preset == "toys":
-        assert catalogue["mug_000"]["split"] == "test" and catalogue["dinosaur_000"]["split"] == "train"
+    if preset == "toys":  # unit_hash: dinosaur_000 0.22 (held out), dinosaur_001 0.69 (trained on)
+        assert {k: v["split"] for k, v in catalogue.items() if k.startswith("dinosaur")} == {
+            "dinosaur_000": "seen-test", "dinosaur_001": "train"}
+        assert {v["split"] for k, v in catalogue.items() if k.startswith("mug")} == {"unseen-test"}
+        assert sorted(splits) == ["seen-test", "train", "unseen-test"]  # scene shares 1/2, 1/4, 1/4: one scene each
