@@ -22,13 +22,14 @@ from generation.shapes.types import MaterialSpec, Part, Shape
 
 
 class AnomalyBank:
-    def __init__(self, root: Path, seed: int):
+    def __init__(self, root: Path, seed: int, settings: dict[str, dict] | None = None):
         self.root = Path(root)
         self.seed = seed
+        self.settings = settings or {}
 
     def path(self, shape_id: str, anomaly_type: str, k: int) -> Path:
         """Named like the published release's variants (`banana_028-crack-001`)."""
-        return self.root / shape_id / f"{shape_id}-{TYPE_CODES[anomaly_type]}-{k:03d}.npz"
+        return self.root / shape_id / f"{shape_id}-{TYPE_CODES.get(anomaly_type, anomaly_type)}-{k:03d}.npz"
 
     def get(self, normal: Shape, anomaly_type: str, k: int) -> AnomalyResult:
         """Variant k of `normal`: loaded if stored, else made and stored. Raises AnomalyRejected if it failed."""
@@ -37,7 +38,7 @@ class AnomalyBank:
             key = f"{self.seed}/{normal.shape_id}/{anomaly_type}/{k}"
             rng = np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
             try:
-                _store(path, get_generator(anomaly_type).apply(normal, rng))
+                _store(path, get_generator(anomaly_type, self.settings.get(anomaly_type)).apply(normal, rng))
             except AnomalyRejected as err:
                 _write_npz(path, {"rejected": np.array(str(err))})
         return _load(path, normal, anomaly_type)

@@ -42,6 +42,8 @@ class SceneConfig:
 class AnomalyConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"material": 1.0, "missing": 1.0})
     variants_per_shape: int = 3  # banked variants per (shape, type) that scenes draw from (generation/bank.py)
+    # per-type generator settings (their class attributes), e.g. {material = {min_area_share = 0.3}}: difficulty knobs
+    params: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,6 +161,10 @@ def validate_config(config: GenerationConfig) -> None:
         raise ValueError("split.test_fraction: expected a value in [0, 1)")
     if config.cameras.views < 1:
         raise ValueError("cameras.views: need at least one view")
+    from generation.anomalies import get_generator
+
+    for name, settings in config.anomalies.params.items():
+        get_generator(name, settings)  # unknown types and settings fail here, not in a worker
     if config.background.floor_families and config.background.texture_dir:
         raise ValueError("background: set floor_families (procedural floors) or texture_dir (your PBR sets), not both")
     if config.anomalies.variants_per_shape < 1:

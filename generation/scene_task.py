@@ -77,9 +77,9 @@ def generate_scene(
     for attempt in range(config.scene.max_attempts):
         start = time.perf_counter()
         workdir = out_dir / ".work" / sid
+        bank = AnomalyBank(out_dir / "bank", config.seed, config.anomalies.params)
         try:
-            scene, render_seconds = _build_and_render(config, index, attempt, source, pools, workdir, threads,
-                                                      AnomalyBank(out_dir / "bank", config.seed))
+            scene, render_seconds = _build_and_render(config, index, attempt, source, pools, workdir, threads, bank)
         except (SceneRejected, AnomalyRejected, ShapeError) as err:
             reasons.append(f"attempt {attempt}: {err}")
             continue

@@ -62,3 +62,18 @@ def test_single_part_shape_cannot_lose_a_part():
 def test_unknown_type_names_the_known_ones():
     with pytest.raises(ValueError, match="material"):
         get_generator("melted")
+
+
+def test_generator_settings_from_the_config_change_the_generator_and_reject_typos():
+    from generation.config import load_config
+
+    config = load_config(None, ["anomalies.params={material={min_area_share=0.3}}"])
+    strict = get_generator("material", config.anomalies.params["material"])
+    assert strict.min_area_share == 0.3 and get_generator("material").min_area_share == 0.03
+    shape = builtin_shape("mug", 0)
+    result = strict.apply(shape, np.random.default_rng(0))
+    share = np.array([p.mesh.area for p in shape.parts]) / sum(p.mesh.area for p in shape.parts)
+    recoloured = [p.name for p in shape.parts].index(result.params["part"])
+    assert share[recoloured] >= 0.3
+    with pytest.raises(ValueError, match="has no setting 'colour'"):
+        load_config(None, ["anomalies.params={material={colour=1}}"])

@@ -5,6 +5,8 @@ maps each to the short tag of the published release (`banana_028-crack-001.blend
 the release does not have.
 """
 
+import copy
+
 from generation.anomalies.base import AnomalyGenerator, AnomalyRejected, AnomalyResult
 from generation.anomalies.deform import BendAnomaly, BumpAnomaly, DeformationAnomaly, TwistAnomaly
 from generation.anomalies.fracture import CrackAnomaly, DiscolorationAnomaly, FractureAnomaly
@@ -33,10 +35,20 @@ GENERATORS: dict[str, AnomalyGenerator] = {g.name: g for g in (
 )}
 
 
-def get_generator(name: str) -> AnomalyGenerator:
+def get_generator(name: str, settings: dict | None = None) -> AnomalyGenerator:
+    """The generator of a type, with some of its class-level settings (ranges, thresholds) replaced."""
     if name not in GENERATORS:
         raise ValueError(f"unknown anomaly type {name!r}; known: {sorted(GENERATORS)}")
-    return GENERATORS[name]
+    generator = GENERATORS[name]
+    if not settings:
+        return generator
+    generator = copy.copy(generator)
+    for key, value in settings.items():
+        current = getattr(generator, key, None)
+        if key.startswith("_") or current is None or callable(current):
+            raise ValueError(f"anomalies.params.{name}: {name!r} has no setting {key!r}")
+        setattr(generator, key, type(current)(value) if isinstance(current, tuple | float | int) else value)
+    return generator
 
 
 __all__ = ["GENERATORS", "PUBLISHED_CODES", "TYPE_CODES", "AnomalyGenerator", "AnomalyRejected", "AnomalyResult",
