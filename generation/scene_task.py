@@ -19,6 +19,7 @@ from generation import cameras, layout
 from generation.anomalies import AnomalyRejected
 from generation.bank import AnomalyBank
 from generation.config import GenerationConfig
+from generation.preview import write_preview
 from generation.scenefile import Scene, box_corners, write_scene
 from generation.shapes.sources import ShapeSource
 from generation.shapes.types import Shape, ShapeError
@@ -74,10 +75,10 @@ def generate_scene(
     """Try up to `scene.max_attempts` times; write the scene file (and preview) or return the reasons."""
     sid = scene_id(index)
     reasons = []
+    bank = AnomalyBank(out_dir / "bank", config.seed, config.anomalies.params)
     for attempt in range(config.scene.max_attempts):
         start = time.perf_counter()
         workdir = out_dir / ".work" / sid
-        bank = AnomalyBank(out_dir / "bank", config.seed, config.anomalies.params)
         try:
             scene, render_seconds = _build_and_render(config, index, attempt, source, pools, workdir, threads, bank)
         except (SceneRejected, AnomalyRejected, ShapeError) as err:
@@ -86,8 +87,6 @@ def generate_scene(
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         scene.attrs["generation"]["rejected_attempts"] = reasons
-        from generation.preview import write_preview
-
         write_preview(out_dir / "previews" / f"{sid}.jpg", scene)
         write_scene(out_dir / "scenes" / f"{sid}.h5", scene)
         return SceneOutcome(
@@ -98,12 +97,12 @@ def generate_scene(
     return SceneOutcome(sid, "rejected", reasons=reasons)
 
 
-def _build_and_render(config, index, attempt, source, pools, workdir, threads, bank):
+def _build_and_render(cfg: GenerationConfig, index, attempt, source, pools, workdir, threads, bank):
+    """One attempt at a scene; raises SceneRejected (or a shape/anomaly error) when a check fails."""
     import bpy
 
     from generation.blender import backgrounds, objects, physics, render
 
-    cfg = config
     plan = layout.plan_scene(cfg, index, attempt, pools)
     normal = source.load(plan.shape_id)
     shapes, faces, params = _variants(normal, plan.anomaly_types, layout.scene_rng(cfg.seed, index, attempt,

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures_scenes import save_tiny_dinov2
+
 from generation.config import load_config
 from generation.runner import run_scenes
 
