@@ -32,7 +32,7 @@ from scipy.sparse.csgraph import connected_components
 from training.config import Config
 from training.data import scene_loader, to_device
 from training.metrics import accuracy, adjusted_rand, auroc
-from training.model import backproject, crop_objects, grid_origin
+from training.model import volume_crops
 
 METHODS = ("kmeans", "spectral", "dbscan", "mean-distance", "graph-cut", "ncut")
 METRICS = ("euclidean", "cosine")
@@ -41,23 +41,11 @@ METRICS = ("euclidean", "cosine")
 def raw_object_features(batch: dict, cfg) -> torch.Tensor:
     """(B, N, C) mean of each object's crop of the back-projected tokens; `cfg` is a ModelConfig."""
     tokens = batch["tokens"]
-    B, V, h, w, C = tokens.shape
+    B, V, _, _, C = tokens.shape
     feats = F.interpolate(
         tokens.flatten(0, 1).permute(0, 3, 1, 2).float(), size=(cfg.map_size,) * 2, mode="bilinear"
     ).view(B, V, C, cfg.map_size, cfg.map_size)
-    k = batch["kfeat"] * torch.tensor([cfg.map_size / w, cfg.map_size / h, 1.0], device=tokens.device)[:, None]
-    origin = grid_origin(batch["boxmin"], batch["boxmax"], batch["mask"], cfg.grid, cfg.voxel_size)
-    volume, _ = backproject(feats, k, batch["w2c"], origin, cfg.grid, cfg.voxel_size)
-    crops = crop_objects(
-        volume,
-        origin,
-        batch["boxmin"],
-        batch["boxmax"],
-        batch["mask"],
-        cfg.voxel_size,
-        cfg.crop_size,
-        cfg.crop_pad,
-    )
+    crops = volume_crops(feats, batch, cfg)
     return crops.mean((3, 4, 5))
 
 

@@ -297,6 +297,20 @@ class SparseVoxelHead(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
+def volume_crops(feats: torch.Tensor, batch: dict, cfg: ModelConfig, refine: nn.Module | None = None) -> torch.Tensor:
+    """Back-project per-view maps (B, V, C, m, m) of the token grid into the scene volume, optionally refine the
+    volume, and crop every object: (B, N, C, s, s, s). Shared by the model and the training-free baselines."""
+    h, w = batch["tokens"].shape[2:4]
+    scale = torch.tensor([cfg.map_size / w, cfg.map_size / h, 1.0], device=feats.device)
+    k = batch["kfeat"] * scale[:, None]  # rows 0 and 1 scaled: intrinsics of the upsampled map
+    origin = grid_origin(batch["boxmin"], batch["boxmax"], batch["mask"], cfg.grid, cfg.voxel_size)
+    volume, _ = backproject(feats, k, batch["w2c"], origin, cfg.grid, cfg.voxel_size)
+    if refine is not None:
+        volume = refine(volume)
+    return crop_objects(volume, origin, batch["boxmin"], batch["boxmax"], batch["mask"], cfg.voxel_size,
+                        cfg.crop_size, cfg.crop_pad)
+
+
 # the model
 
 
@@ -316,27 +330,13 @@ class OddOneOutModel(nn.Module):
         """Object crops (B, N, C, s, s, s) of the refined feature volume."""
         cfg = self.cfg
         tokens = batch["tokens"]
-        B, V, h, w, _ = tokens.shape
+        B, V = tokens.shape[:2]
         # the 1x1 conv commutes with bilinear upsampling (whose weights sum to one): applying it first gives
         # the same map with (64 / 18)^2 fewer pixels to convolve
         feats = self.lift(tokens.flatten(0, 1).permute(0, 3, 1, 2).float().contiguous())
         feats = F.interpolate(feats, size=(cfg.map_size, cfg.map_size), mode="bilinear", align_corners=False)
         feats = feats.view(B, V, cfg.feat_channels, cfg.map_size, cfg.map_size)
-        scale = torch.tensor([cfg.map_size / w, cfg.map_size / h, 1.0], device=tokens.device)
-        k = batch["kfeat"] * scale[:, None]  # rows 0 and 1 scaled: intrinsics of the upsampled map
-        origin = grid_origin(batch["boxmin"], batch["boxmax"], batch["mask"], cfg.grid, cfg.voxel_size)
-        volume, _ = backproject(feats, k, batch["w2c"], origin, cfg.grid, cfg.voxel_size)
-        volume = self.cnn(volume)
-        return crop_objects(
-            volume,
-            origin,
-            batch["boxmin"],
-            batch["boxmax"],
-            batch["mask"],
-            cfg.voxel_size,
-            cfg.crop_size,
-            cfg.crop_pad,
-        )
+        return volume_crops(feats, batch, cfg, refine=self.cnn)
 
     def forward(self, batch, labels=None):
         """Logits (B, N), meaningless at padding, and given labels (B, N; -1 = padding) the losses."""

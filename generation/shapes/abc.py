@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from generation.shapes.builtin import machine_finish
-from generation.shapes.folder import load_mesh_file
+from generation.shapes.folder import FileShapeIndex, load_mesh_file
 from generation.shapes.types import Part, Shape
 
 ABC_NAME = re.compile(r"^(?P<id>\d{8})_(?P<hash>[0-9a-f]{32})_trimesh_(?P<chunk>\d{3})\.obj$")
@@ -25,7 +25,7 @@ def abc_shape_id(path: Path) -> str:
     return f"{match['id']}_{match['chunk']}"
 
 
-class AbcSource:
+class AbcSource(FileShapeIndex):
     def __init__(self, root, max_faces: int = 200_000):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -37,17 +37,9 @@ class AbcSource:
         if not self._paths:
             raise ValueError(f"no ABC files (<8-digit id>_<32-hex>_trimesh_<NNN>.obj) under {self.root}")
 
-    def shape_ids(self) -> list[str]:
-        return sorted(self._paths)
-
     def category(self, shape_id: str) -> str:
         self.path(shape_id)
         return CATEGORY
-
-    def path(self, shape_id: str) -> Path:
-        if shape_id not in self._paths:
-            raise KeyError(f"{shape_id!r} is not a shape id of {self.name}")
-        return self._paths[shape_id]
 
     def load(self, shape_id: str) -> Shape:
         shape, notes = load_mesh_file(self.path(shape_id), self.max_faces)

@@ -238,3 +238,18 @@ def _file_materials(original: trimesh.Trimesh, appearance: np.ndarray | None,
             metallic=float(np.nanmedian(metallic)) if np.isfinite(metallic).any() else 0.0,
         ))
     return materials
+
+
+class FileShapeIndex:
+    """Shape ids mapped to the files they load from: the part every file-backed shape source shares."""
+
+    name: str
+    _paths: dict[str, Path]
+
+    def shape_ids(self) -> list[str]:
+        return sorted(self._paths)
+
+    def path(self, shape_id: str) -> Path:
+        if shape_id not in self._paths:
+            raise KeyError(f"{shape_id!r} is not a shape id of {self.name}")
+        return self._paths[shape_id]

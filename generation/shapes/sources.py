@@ -10,7 +10,7 @@ from typing import Protocol
 
 from generation.shapes.abc import AbcSource
 from generation.shapes.builtin import PART_CATEGORIES, TOY_CATEGORIES, builtin_shape
-from generation.shapes.folder import MESH_SUFFIXES, folder_shape_id, load_mesh_file, scan_folder
+from generation.shapes.folder import MESH_SUFFIXES, FileShapeIndex, folder_shape_id, load_mesh_file, scan_folder
 from generation.shapes.toys4k import Toys4kSource
 from generation.shapes.types import Shape
 
@@ -62,7 +62,7 @@ class BuiltinSource:
         return category, int(instance)
 
 
-class FolderSource:
+class FolderSource(FileShapeIndex):
     """Every mesh file under `root` (see `scan_folder`); the category is the file's parent folder name."""
 
     def __init__(self, root, max_faces: int = 200_000):
@@ -82,16 +82,8 @@ class FolderSource:
         if not self._paths:
             raise ValueError(f"no mesh files ({', '.join(MESH_SUFFIXES)}) under {self.root}")
 
-    def shape_ids(self) -> list[str]:
-        return sorted(self._paths)
-
     def category(self, shape_id: str) -> str:
         return self.path(shape_id).parent.name
-
-    def path(self, shape_id: str) -> Path:
-        if shape_id not in self._paths:
-            raise KeyError(f"{shape_id!r} is not a shape id of {self.name}")
-        return self._paths[shape_id]
 
     def load(self, shape_id: str) -> Shape:
         shape, notes = load_mesh_file(self.path(shape_id), self.max_faces)

@@ -17,7 +17,7 @@ import numpy as np
 import trimesh
 
 from generation.shapes.builtin import random_material
-from generation.shapes.folder import _repaired
+from generation.shapes.folder import FileShapeIndex, _repaired
 from generation.shapes.types import MaterialSpec, Part, Shape, ShapeError, normalize
 
 TOYS4K_DIR = re.compile(r"^(?P<category>.+)_(?P<number>\d{3,})$")
@@ -34,7 +34,7 @@ def scan_toys4k(root: Path) -> dict[str, Path]:
     return found
 
 
-class Toys4kSource:
+class Toys4kSource(FileShapeIndex):
     def __init__(self, root, max_faces: int = 200_000):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -46,16 +46,8 @@ class Toys4kSource:
         if not self._paths:
             raise ValueError(f"no Toys4K files (<category>/<category>_<NNN>/<category>_<NNN>.blend) under {self.root}")
 
-    def shape_ids(self) -> list[str]:
-        return sorted(self._paths)
-
     def category(self, shape_id: str) -> str:
         return self.path(shape_id).parent.parent.name
-
-    def path(self, shape_id: str) -> Path:
-        if shape_id not in self._paths:
-            raise KeyError(f"{shape_id!r} is not a shape id of {self.name}")
-        return self._paths[shape_id]
 
     def load(self, shape_id: str) -> Shape:
         path = self.path(shape_id)
