@@ -282,12 +282,14 @@ def train(
         if max_steps is not None and step >= max_steps:
             break
 
+    if world > 1:  # leave together (Gloo aborts a rank torn down while its peer still trains), before evaluation
+        del net  # the DDP reducer must not outlive its process group
+        dist.barrier()
+        dist.destroy_process_group()
     results = {}
     if rank == 0 and run_eval:
         splits = {s: features.shard_urls[s] for s in eval_split_names(features, cfg.data.train_split)}
         results = evaluate(model, splits, cfg, device, out / "eval", amp)
-    if world > 1:  # no barrier: the other ranks need not wait (and time out) while rank 0 evaluates
-        dist.destroy_process_group()
     return results
 
 
