@@ -17,15 +17,18 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from generation.anomalies import TYPE_CODES, AnomalyRejected, AnomalyResult, get_generator
+from generation.anomalies import TYPE_CODES, AnomalyRejected, AnomalyResult, SimilarShapeAnomaly, get_generator
 from generation.shapes.types import MaterialSpec, Part, Shape
 
 
 class AnomalyBank:
-    def __init__(self, root: Path, seed: int, settings: dict[str, dict] | None = None):
+    """`similar` (a `generation.shape_index.SimilarShapes`) is where `similar_shape` variants find look-alikes."""
+
+    def __init__(self, root: Path, seed: int, settings: dict[str, dict] | None = None, similar=None):
         self.root = Path(root)
         self.seed = seed
         self.settings = settings or {}
+        self.similar = similar
 
     def path(self, shape_id: str, anomaly_type: str, k: int) -> Path:
         """Named like the published release's variants (`banana_028-crack-001`)."""
@@ -37,8 +40,13 @@ class AnomalyBank:
         if not path.exists():
             key = f"{self.seed}/{normal.shape_id}/{anomaly_type}/{k}"
             rng = np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
+            generator = get_generator(anomaly_type, self.settings.get(anomaly_type))
+            if isinstance(generator, SimilarShapeAnomaly):
+                if self.similar is None:  # not banked: a run with a shape index must still make this variant
+                    raise AnomalyRejected("similar_shape: the bank was given no shape index to find look-alikes in")
+                generator = generator.among(self.similar, k)
             try:
-                _store(path, get_generator(anomaly_type, self.settings.get(anomaly_type)).apply(normal, rng))
+                _store(path, generator.apply(normal, rng))
             except AnomalyRejected as err:
                 _write_npz(path, {"rejected": np.array(str(err))})
         return _load(path, normal, anomaly_type)

@@ -21,6 +21,7 @@ from generation.config import GenerationConfig, config_from_dict
 from generation.layout import shape_split
 from generation.reports import write_summary
 from generation.scene_task import SceneOutcome, generate_scene, scene_id
+from generation.shape_index import INDEX_FILE, SimilarShapes, build_shape_index
 from generation.shapes.sources import make_source
 from generation.shapes.types import ShapeError
 
@@ -47,13 +48,16 @@ _worker: dict = {}
 
 def _init_worker(config_dict: dict, out_dir: str, pools: dict, threads: int) -> None:
     config = config_from_dict(config_dict)
-    _worker.update(config=config, out_dir=Path(out_dir), pools=pools, threads=threads,
-                   source=make_source(shape_spec(config)))
+    source = make_source(shape_spec(config))
+    index_path = Path(out_dir) / "bank" / INDEX_FILE
+    similar = SimilarShapes(index_path, source, pools) if uses_similar_shapes(config) and pools else None
+    _worker.update(config=config, out_dir=Path(out_dir), pools=pools, threads=threads, source=source,
+                   similar=similar)
 
 
 def _run_scene(index: int) -> SceneOutcome:
     w = _worker
-    return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"])
+    return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"], w["similar"])
 
 
 def _check_shape(shape_id: str) -> dict:
@@ -103,10 +107,25 @@ def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, conte
     return catalogue
 
 
+def uses_similar_shapes(config: GenerationConfig) -> bool:
+    return config.anomalies.weights.get("similar_shape", 0.0) > 0
+
+
+def index_shapes(config: GenerationConfig, out_dir: Path, shape_ids: list[str], progress: bool) -> None:
+    """The descriptor table `similar_shape` ranks look-alikes by, made once before the workers start."""
+    from generation.anomalies import get_generator
+
+    settings = get_generator("similar_shape", config.anomalies.params.get("similar_shape"))
+    build_shape_index(out_dir / "bank", make_source(shape_spec(config)), shape_ids, settings.encoder,
+                      settings.views, settings.image_size, progress=progress)
+
+
 def clean_partial(out_dir: Path) -> int:
     """Remove what a killed run left behind; finished files are never touched."""
     removed = 0
-    for pattern in ("scenes/*.tmp", "previews/*.tmp", "rejected/*.tmp", "gallery/*.tmp", "bank/*/*.tmp", "*.tmp"):
+    patterns = ("scenes/*.tmp", "previews/*.tmp", "rejected/*.tmp", "gallery/*.tmp", "bank/*.tmp", "bank/*/*.tmp",
+                "*.tmp")
+    for pattern in patterns:
         for tmp in out_dir.glob(pattern):
             tmp.unlink()
             removed += 1
@@ -126,6 +145,8 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     pools: dict[str, list[str]] = {}
     for shape_id, entry in sorted(catalogue["usable"].items()):
         pools.setdefault(entry["split"], []).append(shape_id)
+    if uses_similar_shapes(config):
+        index_shapes(config, out_dir, sorted(catalogue["usable"]), progress)
 
     index_of_shard = [i for i in range(config.n_scenes) if i % shard[1] == shard[0]]
     todo = [i for i in index_of_shard

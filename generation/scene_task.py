@@ -21,6 +21,7 @@ from generation.bank import AnomalyBank
 from generation.config import GenerationConfig
 from generation.preview import write_preview
 from generation.scenefile import Scene, box_corners, write_scene
+from generation.shape_index import SimilarShapes
 from generation.shapes.sources import ShapeSource
 from generation.shapes.types import Shape, ShapeError
 
@@ -71,11 +72,12 @@ def generate_scene(
     source: ShapeSource,
     pools: dict[str, list[str]],
     threads: int = 0,
+    similar: SimilarShapes | None = None,
 ) -> SceneOutcome:
     """Try up to `scene.max_attempts` times; write the scene file (and preview) or return the reasons."""
     sid = scene_id(index)
     reasons = []
-    bank = AnomalyBank(out_dir / "bank", config.seed, config.anomalies.params)
+    bank = AnomalyBank(out_dir / "bank", config.seed, config.anomalies.params, similar)
     for attempt in range(config.scene.max_attempts):
         start = time.perf_counter()
         workdir = out_dir / ".work" / sid

@@ -11,6 +11,7 @@ import pytest
 
 from generation.anomalies import GENERATORS
 from generation.config import load_config
+from tests.fixtures_scenes import save_tiny_dinov2
 from tests.test_sources_datasets import make_abc, make_toys4k
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,8 +38,9 @@ def test_preset_generates_scenes_and_split_files(preset, tmp_path):
     if preset == "toys":  # one unseen category (mug); one seen category with a held-out and a training instance
         extra += [f"shapes.root='{make_toys4k(tmp_path / 'toys4k', ('mug', 'dinosaur'), 2)}'",
                   "split.test_fraction=0.5", "n_scenes=3"]
-    elif preset == "parts":
-        extra.append(f"shapes.root='{make_abc(tmp_path / 'abc', 4)}'")
+    elif preset == "parts":  # the look-alike index with a tiny local DINOv2 (nothing downloads in tests)
+        extra += [f"shapes.root='{make_abc(tmp_path / 'abc', 4)}'",
+                  f"anomalies.params.similar_shape.encoder='{save_tiny_dinov2(tmp_path / 'dinov2')}'"]
     else:
         extra += ["shapes.instances_per_category=1", "shapes.categories=['mug','bracket']"]
     out = tmp_path / "out"

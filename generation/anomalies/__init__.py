@@ -19,6 +19,7 @@ from generation.anomalies.parts import (
     PartTranslationAnomaly,
 )
 from generation.anomalies.patches import PatchAddedAnomaly, PatchRemovedAnomaly
+from generation.anomalies.similar import SimilarShapeAnomaly
 
 PUBLISHED_CODES = {
     "fracture": "frac", "crack": "crack", "discoloration": "disc", "bump": "bump", "deformation": "defr",
@@ -32,6 +33,7 @@ GENERATORS: dict[str, AnomalyGenerator] = {g.name: g for g in (
     MaterialAnomaly(), MissingPartAnomaly(), FractureAnomaly(), CrackAnomaly(), DiscolorationAnomaly(),
     BumpAnomaly(), DeformationAnomaly(), BendAnomaly(), TwistAnomaly(), PartTranslationAnomaly(),
     PartRotationAnomaly(), PartScaleAnomaly(), MaterialSwapAnomaly(), PatchAddedAnomaly(), PatchRemovedAnomaly(),
+    SimilarShapeAnomaly(),
 )}
 
 
@@ -52,4 +54,4 @@ def get_generator(name: str, settings: dict | None = None) -> AnomalyGenerator:
 
 
 __all__ = ["GENERATORS", "PUBLISHED_CODES", "TYPE_CODES", "AnomalyGenerator", "AnomalyRejected", "AnomalyResult",
-           "get_generator"]
+           "SimilarShapeAnomaly", "get_generator"]
