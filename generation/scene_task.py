@@ -198,15 +198,20 @@ def _build_and_render(cfg: GenerationConfig, index, attempt, source, pools, work
 
 
 def _variants(normal: Shape, types: list[str], rng: np.random.Generator, bank: AnomalyBank, per_shape: int):
-    """The normal shape for normal copies; for an anomalous copy one of the shape's `per_shape` banked variants."""
+    """The normal shape for normal copies; for an anomalous copy one of the shape's `per_shape` banked variants,
+    a different one for each copy of the same type while the bank has enough (odd objects need not be twins)."""
     shapes, faces, params = [], [], []
+    used: dict[str, set[int]] = {}
     for anomaly_type in types:
         if anomaly_type == "none":
             shapes.append(normal)
             faces.append(None)
             params.append({})
             continue
-        k = int(rng.integers(per_shape))
+        taken = used.setdefault(anomaly_type, set())
+        free = [k for k in range(per_shape) if k not in taken] or list(range(per_shape))
+        k = free[int(rng.integers(len(free)))]
+        taken.add(k)
         result = bank.get(normal, anomaly_type, k)
         shapes.append(result.shape)
         faces.append(result.anomalous_faces)

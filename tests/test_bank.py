@@ -46,3 +46,15 @@ def test_a_rejected_variant_is_banked_with_its_reason(tmp_path):
         with pytest.raises(AnomalyRejected, match="single part"):
             bank.get(single, "missing", 2)
     assert bank.path(normal.shape_id, "missing", 2).exists()
+
+
+def test_odd_copies_of_one_type_get_different_variants_while_the_bank_has_enough(tmp_path):
+    normal = builtin_shape("mug", 0, seed=0)
+    bank = AnomalyBank(tmp_path / "bank", seed=0)
+    for seed in range(4):
+        _, _, params = _variants(normal, ["material", "none", "material", "none", "none"],
+                                 np.random.default_rng(seed), bank, 3)
+        assert params[0]["variant"] != params[2]["variant"]
+    _, _, params = _variants(normal, ["material", "material", "none", "none", "none"], np.random.default_rng(0),
+                             bank, 1)
+    assert params[0]["variant"] == params[1]["variant"] == "mug_0000-pcol-000"
