@@ -17,6 +17,7 @@ class ShapesConfig:
     instances_per_category: int = 50
     root: str = ""  # folder: root of the mesh folder (category = parent folder name)
     max_faces: int = 200_000  # larger meshes are decimated
+    category_level: int = -1  # folder: -1 = parent folder is the category; k >= 0 = the k-th folder below root
 
 
 @dataclass
@@ -159,6 +160,8 @@ def validate_config(config: GenerationConfig) -> None:
         raise ValueError("split.by: expected 'instance', 'category' or 'category+instance'")
     if not 0.0 <= config.split.test_fraction < 1.0:
         raise ValueError("split.test_fraction: expected a value in [0, 1)")
+    if config.shapes.category_level != -1 and config.shapes.kind != "folder":
+        raise ValueError("shapes.category_level: only a folder source (shapes.kind = 'folder') takes it")
     if config.cameras.views < 1:
         raise ValueError("cameras.views: need at least one view")
     from generation.anomalies import get_generator

@@ -39,7 +39,8 @@ def shape_spec(config: GenerationConfig) -> dict:
     if s.kind == "builtin":
         return {"kind": "builtin", "categories": s.categories, "instances_per_category": s.instances_per_category,
                 "seed": config.seed}
-    return {"kind": s.kind, "root": s.root, "max_faces": s.max_faces}
+    spec = {"kind": s.kind, "root": s.root, "max_faces": s.max_faces}
+    return {**spec, "category_level": s.category_level} if s.kind == "folder" else spec
 
 
 # ---- worker side -------------------------------------------------------------------------------------------

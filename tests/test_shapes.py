@@ -289,3 +289,23 @@ def test_make_source_rejects_unknown_kinds_and_options(tmp_path):
         make_source({"kind": "folder", "root": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match="no mesh files"):
         make_source({"kind": "folder", "root": str(tmp_path)})
+
+
+def test_folder_source_takes_the_category_from_a_chosen_level_for_folder_per_instance_layouts(tmp_path):
+    """ShapeNet-like `<synset>/<model>/models/model_normalized.obj`: the category is the first folder below root."""
+    for synset, model in (("02691156", "1a04"), ("02691156", "2b17"), ("03001627", "9c3e")):
+        folder = tmp_path / synset / model / "models"
+        folder.mkdir(parents=True)
+        trimesh.creation.box().export(folder / "model_normalized.obj")
+    trimesh.creation.box().export(tmp_path / "stray.obj")  # at the top: no category at level 0
+    parent = FolderSource(tmp_path)
+    assert {parent.category(i) for i in parent.shape_ids() if not i.endswith("stray")} == {"models"}
+    source = make_source({"kind": "folder", "root": str(tmp_path), "category_level": 0})
+    ids = [i for i in source.shape_ids() if i != "stray"]
+    assert ids == ["02691156_1a04_models_model_normalized", "02691156_2b17_models_model_normalized",
+                   "03001627_9c3e_models_model_normalized"]
+    assert [source.category(i) for i in ids] == ["02691156", "02691156", "03001627"]
+    assert source.load(ids[2]).category == "03001627"
+    with pytest.raises(ShapeError, match="no category at shapes.category_level = 0"):
+        source.load("stray")
+    assert [FolderSource(tmp_path, category_level=1).category(i) for i in ids] == ["1a04", "2b17", "9c3e"]

@@ -37,10 +37,12 @@ def scan_folder(root) -> list[Path]:
     )
 
 
-def folder_shape_id(path) -> str:
-    """`<parent folder>_<file stem>` with everything but letters, digits, '_' and '-' replaced by '_'."""
+def folder_shape_id(path, root=None) -> str:
+    """`<parent folder>_<file stem>`, or with `root` every folder below it and the stem (`a_b_model` for
+    `root/a/b/model.obj`), with everything but letters, digits, '_' and '-' replaced by '_'."""
     path = Path(path)
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{path.parent.name}_{path.stem}")
+    names = [*path.relative_to(root).parent.parts, path.stem] if root is not None else [path.parent.name, path.stem]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", "_".join(names))
 
 
 def load_mesh_file(path, max_faces: int = 200_000, seed: int = 0) -> tuple[Shape, list[str]]:

@@ -12,7 +12,7 @@ from generation.shapes.abc import AbcSource
 from generation.shapes.builtin import PART_CATEGORIES, TOY_CATEGORIES, builtin_shape
 from generation.shapes.folder import MESH_SUFFIXES, FileShapeIndex, folder_shape_id, load_mesh_file, scan_folder
 from generation.shapes.toys4k import Toys4kSource
-from generation.shapes.types import Shape
+from generation.shapes.types import Shape, ShapeError
 
 
 class ShapeSource(Protocol):
@@ -63,18 +63,21 @@ class BuiltinSource:
 
 
 class FolderSource(FileShapeIndex):
-    """Every mesh file under `root` (see `scan_folder`); the category is the file's parent folder name."""
+    """Every mesh file under `root` (see `scan_folder`). The category is the file's parent folder name, or with
+    `category_level` = k >= 0 the k-th folder below `root`, for layouts with a folder per instance (ShapeNet's
+    `<synset>/<model>/models/model_normalized.obj`: level 0); shape ids then name every folder below `root`."""
 
-    def __init__(self, root, max_faces: int = 200_000):
+    def __init__(self, root, max_faces: int = 200_000, category_level: int = -1):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"shape folder {self.root} does not exist")
         self.max_faces = max_faces
+        self.category_level = category_level
         self.name = f"folder:{self.root}"
         self.notes: dict[str, list[str]] = {}  # what the last load of each shape repaired
         self._paths: dict[str, Path] = {}
         for path in scan_folder(self.root):
-            base = shape_id = folder_shape_id(path)
+            base = shape_id = folder_shape_id(path, self.root if category_level >= 0 else None)
             copy = 2
             while shape_id in self._paths:  # "a.obj" and "a.ply", or "a.b.obj" and "a_b.obj", in one folder
                 shape_id, copy = f"{base}-{copy}", copy + 1
@@ -83,12 +86,17 @@ class FolderSource(FileShapeIndex):
             raise ValueError(f"no mesh files ({', '.join(MESH_SUFFIXES)}) under {self.root}")
 
     def category(self, shape_id: str) -> str:
-        return self.path(shape_id).parent.name
+        path = self.path(shape_id)
+        return path.relative_to(self.root).parts[self.category_level] if self.category_level >= 0 else path.parent.name
 
     def load(self, shape_id: str) -> Shape:
-        shape, notes = load_mesh_file(self.path(shape_id), self.max_faces)
+        path = self.path(shape_id)
+        if len(path.relative_to(self.root).parts) <= self.category_level + 1:  # skipped and reported, not fatal
+            raise ShapeError(path, f"not {self.category_level + 1} folder(s) deep below {self.root}, so it has no "
+                                   f"category at shapes.category_level = {self.category_level}")
+        shape, notes = load_mesh_file(path, self.max_faces)
         self.notes[shape_id] = notes
-        return dataclasses.replace(shape, shape_id=shape_id)
+        return dataclasses.replace(shape, shape_id=shape_id, category=self.category(shape_id))
 
 
 SOURCE_KINDS = {"builtin": BuiltinSource, "folder": FolderSource, "toys4k": Toys4kSource, "abc": AbcSource}
