@@ -77,3 +77,13 @@ def test_generator_settings_from_the_config_change_the_generator_and_reject_typo
     assert share[recoloured] >= 0.3
     with pytest.raises(ValueError, match="has no setting 'colour'"):
         load_config(None, ["anomalies.params={material={colour=1}}"])
+
+
+def test_a_type_that_fails_every_try_reports_each_distinct_reason_once():
+    strict = get_generator("fracture", {"volume_share": [0.999, 1.0], "tries": 4})
+    with pytest.raises(AnomalyRejected) as caught:
+        strict.apply(builtin_shape("bracket", 0), np.random.default_rng(0))
+    message = str(caught.value)
+    assert message.startswith("fracture: removed ") and "of the volume" in message
+    reasons = message.removeprefix("fracture: ").split("; ")
+    assert len(reasons) == len(set(reasons)) and 1 <= len(reasons) <= 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,3 +38,15 @@ def part_areas(shape: Shape) -> np.ndarray:
 def faces_of_parts(shape: Shape, parts: set[int]) -> np.ndarray:
     _, part_index = shape.merged()
     return np.isin(part_index, sorted(parts))
+
+
+def first_accepted(name: str, tries: int, attempt: Callable[[], AnomalyResult]) -> AnomalyResult:
+    """Up to `tries` calls of `attempt`, which draws a variant and raises AnomalyRejected when it fails a check:
+    the first variant that passes, else one rejection that lists each distinct reason once."""
+    reasons: list[str] = []
+    for _ in range(tries):
+        try:
+            return attempt()
+        except AnomalyRejected as err:
+            reasons.append(str(err).removeprefix(f"{name}: "))
+    raise AnomalyRejected(f"{name}: " + "; ".join(dict.fromkeys(reasons)))

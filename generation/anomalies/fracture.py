@@ -15,7 +15,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
-from generation.anomalies.base import AnomalyRejected, AnomalyResult
+from generation.anomalies.base import AnomalyRejected, AnomalyResult, first_accepted
 from generation.anomalies.geometry import (
     MAX_FACES,
     TOUCH,
@@ -56,25 +56,22 @@ class FractureAnomaly:
 
     def apply(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
         before = union_volume([p.mesh for p in shape.parts])
-        reasons = []
-        for _ in range(self.tries):
-            cutter, params = _break_surface(shape, rng, (0.12, 0.5))
-            kept, dropped = keep_main_body(cut_parts(shape, cutter, "difference"))
-            if not kept:
-                reasons.append("the cut removed everything")
-                continue
-            removed = 1.0 - union_volume([p.mesh for p, _ in kept]) / before
-            if not self.volume_share[0] <= removed <= self.volume_share[1]:
-                reasons.append(f"removed {removed:.0%} of the volume")
-                continue
-            faces = np.concatenate([mask for _, mask in kept])
-            if not faces.any():
-                reasons.append("no break surface left on the object")
-                continue
-            variant = dataclasses.replace(shape, parts=[p for p, _ in kept])
-            return AnomalyResult(variant, self.name, faces,
-                                 {**params, "volume_removed": round(removed, 4), "pieces_dropped": dropped})
-        raise AnomalyRejected("fracture: " + "; ".join(reasons))
+        return first_accepted(self.name, self.tries, lambda: self._attempt(shape, rng, before))
+
+    def _attempt(self, shape: Shape, rng: np.random.Generator, before: float) -> AnomalyResult:
+        cutter, params = _break_surface(shape, rng, (0.12, 0.5))
+        kept, dropped = keep_main_body(cut_parts(shape, cutter, "difference"))
+        if not kept:
+            raise AnomalyRejected("the cut removed everything")
+        removed = 1.0 - union_volume([p.mesh for p, _ in kept]) / before
+        if not self.volume_share[0] <= removed <= self.volume_share[1]:
+            raise AnomalyRejected(f"removed {removed:.0%} of the volume")
+        faces = np.concatenate([mask for _, mask in kept])
+        if not faces.any():
+            raise AnomalyRejected("no break surface left on the object")
+        variant = dataclasses.replace(shape, parts=[p for p, _ in kept])
+        return AnomalyResult(variant, self.name, faces,
+                             {**params, "volume_removed": round(removed, 4), "pieces_dropped": dropped})
 
 
 class CrackAnomaly:
@@ -84,39 +81,37 @@ class CrackAnomaly:
     tries = 6
 
     def apply(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
-        reasons = []
-        for _ in range(self.tries):
-            cutter, params = _break_surface(shape, rng, (0.1, 0.4))
-            rest, _ = keep_main_body(cut_parts(shape, cutter, "difference"))
-            piece = cut_parts(shape, cutter, "intersection")
-            if not rest or not piece:
-                reasons.append("the break surface misses the object")
-                continue
-            normal = np.asarray(params["normal"])
-            tangent = np.cross(normal, random_direction(rng))
-            tangent /= np.linalg.norm(tangent)
-            shift = float(rng.uniform(*self.shift_m)) / SCENE_SCALE
-            turn = float(np.deg2rad(rng.uniform(*self.turn_deg)) * rng.choice([-1, 1]))
-            pivot = np.concatenate([p.mesh.vertices for p, _ in piece]).mean(axis=0)
-            motion = np.eye(4)
-            motion[:3, :3] = rotation_matrix([0, 0, 1], turn)
-            motion[:3, 3] = pivot - motion[:3, :3] @ pivot + shift * tangent
-            moved = []
-            for part, _ in piece:
-                mesh = part.mesh.copy()
-                mesh.apply_transform(motion)
-                moved.append(Part(f"{part.name}_piece", mesh, part.material))
-            rest_meshes = [p.mesh for p, _ in rest]
-            moved_mesh = trimesh.util.concatenate([p.mesh for p in moved])
-            if min(gap(mesh, moved_mesh) for mesh in rest_meshes) > TOUCH:
-                reasons.append("the moved piece came off the object")
-                continue
-            variant = dataclasses.replace(shape, parts=[p for p, _ in rest] + moved)
-            faces = np.concatenate([mask for _, mask in rest] + [np.ones(len(p.mesh.faces), bool) for p in moved])
-            return AnomalyResult(variant, self.name, faces,
-                                 {**params, "shift": round(shift, 4), "turn_deg": round(float(np.rad2deg(turn)), 2),
-                                  "direction": tangent.round(4).tolist()})
-        raise AnomalyRejected("crack: " + "; ".join(reasons))
+        return first_accepted(self.name, self.tries, lambda: self._attempt(shape, rng))
+
+    def _attempt(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
+        cutter, params = _break_surface(shape, rng, (0.1, 0.4))
+        rest, _ = keep_main_body(cut_parts(shape, cutter, "difference"))
+        piece = cut_parts(shape, cutter, "intersection")
+        if not rest or not piece:
+            raise AnomalyRejected("the break surface misses the object")
+        normal = np.asarray(params["normal"])
+        tangent = np.cross(normal, random_direction(rng))
+        tangent /= np.linalg.norm(tangent)
+        shift = float(rng.uniform(*self.shift_m)) / SCENE_SCALE
+        turn = float(np.deg2rad(rng.uniform(*self.turn_deg)) * rng.choice([-1, 1]))
+        pivot = np.concatenate([p.mesh.vertices for p, _ in piece]).mean(axis=0)
+        motion = np.eye(4)
+        motion[:3, :3] = rotation_matrix([0, 0, 1], turn)
+        motion[:3, 3] = pivot - motion[:3, :3] @ pivot + shift * tangent
+        moved = []
+        for part, _ in piece:
+            mesh = part.mesh.copy()
+            mesh.apply_transform(motion)
+            moved.append(Part(f"{part.name}_piece", mesh, part.material))
+        rest_meshes = [p.mesh for p, _ in rest]
+        moved_mesh = trimesh.util.concatenate([p.mesh for p in moved])
+        if min(gap(mesh, moved_mesh) for mesh in rest_meshes) > TOUCH:
+            raise AnomalyRejected("the moved piece came off the object")
+        variant = dataclasses.replace(shape, parts=[p for p, _ in rest] + moved)
+        faces = np.concatenate([mask for _, mask in rest] + [np.ones(len(p.mesh.faces), bool) for p in moved])
+        return AnomalyResult(variant, self.name, faces,
+                             {**params, "shift": round(shift, 4), "turn_deg": round(float(np.rad2deg(turn)), 2),
+                              "direction": tangent.round(4).tolist()})
 
 
 class DiscolorationAnomaly:
@@ -130,30 +125,29 @@ class DiscolorationAnomaly:
         fine = [Part(p.name, subdivided(p.mesh, self.max_edge, int(MAX_FACES * p.mesh.area / area)), p.material)
                 for p in shape.parts]
         total_area = sum(p.mesh.area for p in fine)
-        reasons = []
-        for _ in range(self.tries):
-            cutter, params = _break_surface(dataclasses.replace(shape, parts=fine), rng, (0.1, 0.4))
-            scene = raycasting_scene([cutter])
-            inside = [scene.compute_occupancy(o3d.core.Tensor(p.mesh.triangles_center.astype(np.float32))).numpy()
-                      > 0 for p in fine]
-            share = sum(p.mesh.area_faces[mask].sum() for p, mask in zip(fine, inside, strict=True)) / total_area
-            if not self.area_share[0] <= share <= self.area_share[1]:
-                reasons.append(f"the region covers {share:.0%} of the surface")
-                continue
-            most = int(np.argmax([p.mesh.area_faces[mask].sum() for p, mask in zip(fine, inside, strict=True)]))
-            old = fine[most].material
-            color = _distinct_color(rng, np.array(old.base_color), 0.2)
-            stain = MaterialSpec(f"{old.name}_discoloured", tuple(float(c) for c in color),
-                                 float(rng.uniform(0.1, 0.9)), old.metallic)
-            parts, faces = [], []
-            for part, mask in zip(fine, inside, strict=True):
-                for name, selection, material in ((part.name, ~mask, part.material),
-                                                  (f"{part.name}_stain", mask, stain)):
-                    if selection.any():
-                        parts.append(Part(name, part.mesh.submesh([np.flatnonzero(selection)], append=True), material))
-                        faces.append(np.full(int(selection.sum()), material is stain))
-            variant = dataclasses.replace(shape, parts=parts)
-            return AnomalyResult(variant, self.name, np.concatenate(faces),
-                                 {**params, "area_share": round(float(share), 4), "color": list(stain.base_color),
-                                  "roughness": stain.roughness})
-        raise AnomalyRejected("discoloration: " + "; ".join(reasons))
+        return first_accepted(self.name, self.tries, lambda: self._attempt(shape, fine, total_area, rng))
+
+    def _attempt(self, shape: Shape, fine: list[Part], total_area: float, rng: np.random.Generator) -> AnomalyResult:
+        cutter, params = _break_surface(dataclasses.replace(shape, parts=fine), rng, (0.1, 0.4))
+        scene = raycasting_scene([cutter])
+        inside = [scene.compute_occupancy(o3d.core.Tensor(p.mesh.triangles_center.astype(np.float32))).numpy()
+                  > 0 for p in fine]
+        share = sum(p.mesh.area_faces[mask].sum() for p, mask in zip(fine, inside, strict=True)) / total_area
+        if not self.area_share[0] <= share <= self.area_share[1]:
+            raise AnomalyRejected(f"the region covers {share:.0%} of the surface")
+        most = int(np.argmax([p.mesh.area_faces[mask].sum() for p, mask in zip(fine, inside, strict=True)]))
+        old = fine[most].material
+        color = _distinct_color(rng, np.array(old.base_color), 0.2)
+        stain = MaterialSpec(f"{old.name}_discoloured", tuple(float(c) for c in color),
+                             float(rng.uniform(0.1, 0.9)), old.metallic)
+        parts, faces = [], []
+        for part, mask in zip(fine, inside, strict=True):
+            for name, selection, material in ((part.name, ~mask, part.material),
+                                              (f"{part.name}_stain", mask, stain)):
+                if selection.any():
+                    parts.append(Part(name, part.mesh.submesh([np.flatnonzero(selection)], append=True), material))
+                    faces.append(np.full(int(selection.sum()), material is stain))
+        variant = dataclasses.replace(shape, parts=parts)
+        return AnomalyResult(variant, self.name, np.concatenate(faces),
+                             {**params, "area_share": round(float(share), 4), "color": list(stain.base_color),
+                              "roughness": stain.roughness})

@@ -12,7 +12,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
-from generation.anomalies.base import AnomalyRejected, AnomalyResult, faces_of_parts, part_areas
+from generation.anomalies.base import AnomalyRejected, AnomalyResult, faces_of_parts, first_accepted, part_areas
 from generation.anomalies.geometry import (
     TOUCH,
     distance_to,
@@ -64,34 +64,27 @@ class _PartMove:
 
     def apply(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
         candidates = movable_parts(shape)
-        reasons = []
-        for _ in range(self.tries):
-            index = int(candidates[rng.integers(len(candidates))])
-            part = shape.parts[index]
-            others = [p.mesh for i, p in enumerate(shape.parts) if i != index]
-            pivot = joint(part.mesh, others)
-            matrix, params = self.motion(part.mesh, pivot, rng)
-            mesh = part.mesh.copy()
-            mesh.apply_transform(matrix)
-            if min(gap(other, mesh) for other in others) > TOUCH:
-                reasons.append(f"{part.name!r} came off the body")
-                continue
-            if exposed_share(mesh, others) < MIN_EXPOSED:
-                reasons.append(f"{part.name!r} ended up inside the body")
-                continue
-            parts = list(shape.parts)
-            parts[index] = Part(part.name, mesh, part.material)
-            variant = dataclasses.replace(shape, parts=parts)
-            faces = faces_of_parts(variant, {index})
-            try:
-                change = require_change(shape, variant, faces, self.name)
-            except AnomalyRejected as err:
-                reasons.append(str(err))
-                continue
-            return AnomalyResult(variant, self.name, faces,
-                                 {"part": part.name, "pivot": pivot.tolist(), **params,
-                                  "surface_change": change})
-        raise AnomalyRejected(f"{self.name}: " + "; ".join(sorted(set(reasons))))
+        return first_accepted(self.name, self.tries, lambda: self._attempt(shape, candidates, rng))
+
+    def _attempt(self, shape: Shape, candidates: np.ndarray, rng: np.random.Generator) -> AnomalyResult:
+        index = int(candidates[rng.integers(len(candidates))])
+        part = shape.parts[index]
+        others = [p.mesh for i, p in enumerate(shape.parts) if i != index]
+        pivot = joint(part.mesh, others)
+        matrix, params = self.motion(part.mesh, pivot, rng)
+        mesh = part.mesh.copy()
+        mesh.apply_transform(matrix)
+        if min(gap(other, mesh) for other in others) > TOUCH:
+            raise AnomalyRejected(f"{part.name!r} came off the body")
+        if exposed_share(mesh, others) < MIN_EXPOSED:
+            raise AnomalyRejected(f"{part.name!r} ended up inside the body")
+        parts = list(shape.parts)
+        parts[index] = Part(part.name, mesh, part.material)
+        variant = dataclasses.replace(shape, parts=parts)
+        faces = faces_of_parts(variant, {index})
+        change = require_change(shape, variant, faces, self.name)
+        return AnomalyResult(variant, self.name, faces,
+                             {"part": part.name, "pivot": pivot.tolist(), **params, "surface_change": change})
 
 
 class PartTranslationAnomaly(_PartMove):

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from generation.anomalies.base import AnomalyRejected, AnomalyResult
+from generation.anomalies.base import AnomalyRejected, AnomalyResult, first_accepted
 from generation.anomalies.geometry import (
     cut_parts,
     exposed_surface_point,
@@ -54,24 +54,19 @@ class PatchRemovedAnomaly:
     tries = 5
 
     def apply(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
-        reasons = []
-        for _ in range(self.tries):
-            point, normal = exposed_surface_point(shape, rng)
-            radius = float(rng.uniform(*self.radius))
-            center = point + normal * radius * (1.0 - rng.uniform(*self.depth))
-            cutter = jagged_blob(center, radius, rng, roughness=float(rng.uniform(0.1, 0.3)))
-            kept, dropped = keep_main_body(cut_parts(shape, cutter, "difference"))
-            if dropped or len(kept) < len(shape.parts):
-                reasons.append("the hole cut a piece off")
-                continue
-            faces = np.concatenate([mask for _, mask in kept])
-            variant = dataclasses.replace(shape, parts=[p for p, _ in kept])
-            try:
-                change = require_change(shape, variant, faces, self.name)
-            except AnomalyRejected as err:
-                reasons.append(str(err))
-                continue
-            return AnomalyResult(variant, self.name, faces,
-                                 {"center": center.round(4).tolist(), "radius": round(radius, 4),
-                                  "surface_change": change})
-        raise AnomalyRejected("patch_removed: " + "; ".join(sorted(set(reasons))))
+        return first_accepted(self.name, self.tries, lambda: self._attempt(shape, rng))
+
+    def _attempt(self, shape: Shape, rng: np.random.Generator) -> AnomalyResult:
+        point, normal = exposed_surface_point(shape, rng)
+        radius = float(rng.uniform(*self.radius))
+        center = point + normal * radius * (1.0 - rng.uniform(*self.depth))
+        cutter = jagged_blob(center, radius, rng, roughness=float(rng.uniform(0.1, 0.3)))
+        kept, dropped = keep_main_body(cut_parts(shape, cutter, "difference"))
+        if dropped or len(kept) < len(shape.parts):
+            raise AnomalyRejected("the hole cut a piece off")
+        faces = np.concatenate([mask for _, mask in kept])
+        variant = dataclasses.replace(shape, parts=[p for p, _ in kept])
+        change = require_change(shape, variant, faces, self.name)
+        return AnomalyResult(variant, self.name, faces,
+                             {"center": center.round(4).tolist(), "radius": round(radius, 4),
+                              "surface_change": change})
