@@ -25,17 +25,13 @@ def abc_shape_id(path: Path) -> str:
     return f"{match['id']}_{match['chunk']}"
 
 
+def scan_abc(root: Path) -> dict[str, Path]:
+    return {abc_shape_id(p): p for p in sorted(root.rglob("*.obj")) if ABC_NAME.match(p.name)}
+
+
 class AbcSource(FileShapeIndex):
     def __init__(self, root, max_faces: int = 200_000):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"ABC folder {self.root} does not exist")
-        self.max_faces = max_faces
-        self.name = f"abc:{self.root}"
-        self.notes: dict[str, list[str]] = {}
-        self._paths = {abc_shape_id(p): p for p in sorted(self.root.rglob("*.obj")) if ABC_NAME.match(p.name)}
-        if not self._paths:
-            raise ValueError(f"no ABC files (<8-digit id>_<32-hex>_trimesh_<NNN>.obj) under {self.root}")
+        super().__init__(root, max_faces, "abc", scan_abc, "ABC files (<8-digit id>_<32-hex>_trimesh_<NNN>.obj)")
 
     def category(self, shape_id: str) -> str:
         self.path(shape_id)

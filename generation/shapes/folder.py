@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -243,10 +244,20 @@ def _file_materials(original: trimesh.Trimesh, appearance: np.ndarray | None,
 
 
 class FileShapeIndex:
-    """Shape ids mapped to the files they load from: the part every file-backed shape source shares."""
+    """Shape ids mapped to the files they load from: the part every file-backed shape source shares.
 
-    name: str
-    _paths: dict[str, Path]
+    `kind` names the source ("abc", "toys4k", "folder"); `expected` says in an error what files were looked for."""
+
+    def __init__(self, root, max_faces: int, kind: str, paths: Callable[[Path], dict[str, Path]], expected: str):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"{kind} shape folder {self.root} does not exist")
+        self.max_faces = max_faces
+        self.name = f"{kind}:{self.root}"
+        self.notes: dict[str, list[str]] = {}  # what the last load of each shape repaired
+        self._paths = paths(self.root)
+        if not self._paths:
+            raise ValueError(f"no {expected} under {self.root}")
 
     def shape_ids(self) -> list[str]:
         return sorted(self._paths)

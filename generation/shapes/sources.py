@@ -68,22 +68,18 @@ class FolderSource(FileShapeIndex):
     `<synset>/<model>/models/model_normalized.obj`: level 0); shape ids then name every folder below `root`."""
 
     def __init__(self, root, max_faces: int = 200_000, category_level: int = -1):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"shape folder {self.root} does not exist")
-        self.max_faces = max_faces
         self.category_level = category_level
-        self.name = f"folder:{self.root}"
-        self.notes: dict[str, list[str]] = {}  # what the last load of each shape repaired
-        self._paths: dict[str, Path] = {}
-        for path in scan_folder(self.root):
-            base = shape_id = folder_shape_id(path, self.root if category_level >= 0 else None)
+        super().__init__(root, max_faces, "folder", self._scan, f"mesh files ({', '.join(MESH_SUFFIXES)})")
+
+    def _scan(self, root: Path) -> dict[str, Path]:
+        paths: dict[str, Path] = {}
+        for path in scan_folder(root):
+            base = shape_id = folder_shape_id(path, root if self.category_level >= 0 else None)
             copy = 2
-            while shape_id in self._paths:  # "a.obj" and "a.ply", or "a.b.obj" and "a_b.obj", in one folder
+            while shape_id in paths:  # "a.obj" and "a.ply", or "a.b.obj" and "a_b.obj", in one folder
                 shape_id, copy = f"{base}-{copy}", copy + 1
-            self._paths[shape_id] = path
-        if not self._paths:
-            raise ValueError(f"no mesh files ({', '.join(MESH_SUFFIXES)}) under {self.root}")
+            paths[shape_id] = path
+        return paths
 
     def category(self, shape_id: str) -> str:
         path = self.path(shape_id)

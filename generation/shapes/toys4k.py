@@ -36,15 +36,8 @@ def scan_toys4k(root: Path) -> dict[str, Path]:
 
 class Toys4kSource(FileShapeIndex):
     def __init__(self, root, max_faces: int = 200_000):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"Toys4K folder {self.root} does not exist")
-        self.max_faces = max_faces
-        self.name = f"toys4k:{self.root}"
-        self.notes: dict[str, list[str]] = {}
-        self._paths = scan_toys4k(self.root)
-        if not self._paths:
-            raise ValueError(f"no Toys4K files (<category>/<category>_<NNN>/<category>_<NNN>.blend) under {self.root}")
+        super().__init__(root, max_faces, "toys4k", scan_toys4k,
+                         "Toys4K files (<category>/<category>_<NNN>/<category>_<NNN>.blend)")
 
     def category(self, shape_id: str) -> str:
         return self.path(shape_id).parent.parent.name
