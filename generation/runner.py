@@ -115,10 +115,14 @@ def uses_similar_shapes(config: GenerationConfig) -> bool:
 def index_shapes(config: GenerationConfig, out_dir: Path, shape_ids: list[str], progress: bool) -> None:
     """The descriptor table `similar_shape` ranks look-alikes by, made once before the workers start."""
     from generation.anomalies import get_generator
+    from preprocessing.encoder import EncoderLoadError
 
     settings = get_generator("similar_shape", config.anomalies.params.get("similar_shape"))
-    build_shape_index(out_dir / "bank", make_source(shape_spec(config)), shape_ids, settings.encoder,
-                      settings.views, settings.image_size, progress=progress)
+    try:
+        build_shape_index(out_dir / "bank", make_source(shape_spec(config)), shape_ids, settings.encoder,
+                          settings.views, settings.image_size, progress=progress)
+    except EncoderLoadError as err:  # a config problem: the CLI reports it without a traceback
+        raise ValueError(f"similar_shape describes shapes with anomalies.params.similar_shape.encoder: {err}") from err
 
 
 def clean_partial(out_dir: Path) -> int:

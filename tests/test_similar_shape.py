@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -154,13 +156,15 @@ def test_scenes_with_similar_shapes_mark_the_whole_replacement(tmp_path, encoder
     assert own.any() and np.array_equal(scene.anomaly == 1, own)
 
 
-def test_a_missing_encoder_folder_is_named(tmp_path):
-    from generation.runner import run_scenes
-    from preprocessing.encoder import EncoderLoadError
-
-    config = load_config(REPO / "assets/configs/demo.toml", [
-        "n_scenes=1", "shapes.categories=['bolt']", "shapes.instances_per_category=2",
-        "anomalies.weights={similar_shape=1.0}", f"anomalies.params.similar_shape={{encoder='{tmp_path}/nowhere'}}",
-    ])
-    with pytest.raises(EncoderLoadError, match="nowhere does not exist"):
-        run_scenes(config, tmp_path / "out", workers=1, progress=False)
+def test_a_missing_encoder_folder_is_named_with_its_config_key(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "generation", "scenes", "--config", str(REPO / "assets/configs/demo.toml"),
+               "--out", str(out)]
+    for item in ("n_scenes=1", "shapes.categories=['bolt']", "shapes.instances_per_category=2",
+                 "anomalies.weights={similar_shape=1.0}",
+                 f"anomalies.params.similar_shape={{encoder='{tmp_path}/nowhere'}}"):
+        command += ["--set", item]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "anomalies.params.similar_shape.encoder" in done.stderr and "nowhere does not exist" in done.stderr
+    assert not list(out.glob("scenes/*.h5"))
