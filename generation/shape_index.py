@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from generation.shapes.sources import ShapeSource
 from generation.shapes.types import Shape
+from preprocessing.prefetch import prefetch_map
 
 INDEX_FILE = "shape_index.npz"
 ELEVATION_DEG = 30.0
@@ -54,7 +55,8 @@ def render_views(shape: Shape, views: int, size: int) -> np.ndarray:
 
 
 class ViewDescriber:
-    """Shape -> one unit vector: the L2-normalised CLS tokens of its views, concatenated and normalised again."""
+    """Shape -> views (`render`) -> one unit vector (`encode`): the L2-normalised CLS tokens of the views,
+    concatenated and normalised again."""
 
     def __init__(self, encoder: str, views: int, image_size: int, device: str = "auto"):
         from preprocessing.encoder import load_model, resolve_device
@@ -64,13 +66,15 @@ class ViewDescriber:
         self.model.to(self.device)
         self.views, self.image_size = views, image_size
 
-    def __call__(self, shape: Shape) -> np.ndarray:
+    def render(self, shape: Shape) -> np.ndarray:
+        return render_views(shape, self.views, self.image_size)
+
+    def encode(self, views: np.ndarray) -> np.ndarray:
         import torch
 
         from preprocessing.images import to_model_input
 
-        pixels = to_model_input([render_views(shape, self.views, self.image_size)],
-                                (self.image_size, self.image_size), self.device)
+        pixels = to_model_input([views], (self.image_size, self.image_size), self.device)
         with torch.inference_mode():
             cls = self.model(pixel_values=pixels).pooler_output.float()
         cls = torch.nn.functional.normalize(cls, dim=-1).flatten()
@@ -97,9 +101,12 @@ def build_shape_index(root: Path, source: ShapeSource, shape_ids: list[str], enc
     if todo:
         describe = ViewDescriber(encoder, views, image_size)
         meta = {"request": request, "encoder": describe.info.to_dict()}
-        for count, shape_id in enumerate(tqdm(todo, desc="describing shapes", unit="shape",
-                                              disable=not progress, dynamic_ncols=True), start=1):
-            done[shape_id] = describe(source.load(shape_id))
+        # shapes are loaded and ray-cast in a thread while the model encodes the previous one
+        views = prefetch_map(lambda shape_id: describe.render(source.load(shape_id)), todo)
+        for count, (shape_id, shape_views) in enumerate(tqdm(zip(todo, views, strict=True), total=len(todo),
+                                                              desc="describing shapes", unit="shape",
+                                                              disable=not progress, dynamic_ncols=True), start=1):
+            done[shape_id] = describe.encode(shape_views)
             if count % CHECKPOINT_EVERY == 0 or count == len(todo):
                 _save(path, done, meta)
     return path
