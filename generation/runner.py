@@ -182,15 +182,17 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
 
 
 def _guard_config(config: GenerationConfig, out_dir: Path) -> None:
-    """Refuse to mix scenes of different configs in one folder (finished work is never overwritten)."""
+    """Refuse to mix scenes (or banked variants) of different configs in one folder: finished work is never
+    overwritten. A folder where a run stopped before making anything (a wrong shape folder, say) takes the new
+    config."""
     path = out_dir / "variant.json"
     if path.exists():
-        previous = json.loads(path.read_text())
-        if previous["config_digest"] != config.digest():
-            raise ValueError(f"{out_dir}: holds a variant made with another config (digest "
-                             f"{previous['config_digest']}, now {config.digest()}); use a new --out folder")
-    else:
-        write_json(path, {"config_digest": config.digest(), "config": config.to_dict()})
+        previous = json.loads(path.read_text())["config_digest"]
+        made = any(next((out_dir / folder).glob("*"), None) for folder in ("scenes", "rejected", "bank"))
+        if previous != config.digest() and made:
+            raise ValueError(f"{out_dir}: holds a variant made with another config (digest {previous}, now "
+                             f"{config.digest()}); use a new --out folder")
+    write_json(path, {"config_digest": config.digest(), "config": config.to_dict()})
 
 
 def _report(config, out_dir, shard, indices, outcomes, catalogue, cleaned, seconds) -> dict:

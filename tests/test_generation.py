@@ -123,6 +123,15 @@ def test_shards_split_the_work_and_a_folder_refuses_another_config(tmp_path):
         run_scenes(tiny_config("n_scenes=5"), out, workers=1, progress=False)
 
 
+def test_a_folder_where_a_run_failed_before_making_anything_takes_the_corrected_config(tmp_path):
+    out = tmp_path / "variant"
+    with pytest.raises(ValueError, match="needs its folder: set shapes.root"):
+        run_scenes(tiny_config("n_scenes=1", "shapes.kind='folder'"), out, workers=1, progress=False)
+    config = tiny_config("n_scenes=1", "cameras.views=2", "cameras.width=32", "cameras.height=32")
+    assert run_scenes(config, out, workers=1, progress=False)["done_this_run"] == 1
+    assert json.loads((out / "variant.json").read_text())["config_digest"] == config.digest()
+
+
 def test_bad_meshes_are_skipped_with_reasons_and_the_rest_rendered(tmp_path):
     root = tmp_path / "meshes"
     (root / "widget").mkdir(parents=True)

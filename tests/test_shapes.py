@@ -287,6 +287,8 @@ def test_make_source_rejects_unknown_kinds_and_options(tmp_path):
         make_source({"kind": "builtin", "colour": "red"})
     with pytest.raises(ValueError, match="does not exist"):
         make_source({"kind": "folder", "root": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match="the abc shape source needs its folder: set shapes.root"):
+        make_source({"kind": "abc", "root": ""})
     with pytest.raises(ValueError, match="no mesh files"):
         make_source({"kind": "folder", "root": str(tmp_path)})
 

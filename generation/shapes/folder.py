@@ -249,6 +249,8 @@ class FileShapeIndex:
     `kind` names the source ("abc", "toys4k", "folder"); `expected` says in an error what files were looked for."""
 
     def __init__(self, root, max_faces: int, kind: str, paths: Callable[[Path], dict[str, Path]], expected: str):
+        if not str(root):  # Path("") would be the working directory
+            raise ValueError(f"the {kind} shape source needs its folder: set shapes.root (--set shapes.root=/path)")
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"{kind} shape folder {self.root} does not exist")
