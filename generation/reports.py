@@ -26,7 +26,7 @@ def reason_key(reason: str) -> str:
 
 
 def write_summary(out_dir: Path) -> dict:
-    """Write `summary.json` and `gallery/<type>.png`; return the summary."""
+    """Write `summary.json`, `gallery/<type>.png` and `gallery/overview.png` (all types); return the summary."""
     out_dir = Path(out_dir)
     scenes, objects, with_type = {}, {}, {}
     reasons: dict[str, int] = {}
@@ -55,7 +55,7 @@ def write_summary(out_dir: Path) -> dict:
         for reason in failed:
             reasons[reason_key(reason)] = reasons.get(reason_key(reason), 0) + 1
     n_scenes = sum(scenes.values()) + len(rejected_scenes)
-    gallery = {}
+    gallery, sheet = {}, {}
     for anomaly_type, path in sorted(examples.items()):
         image = gallery_image(read_scene(path), anomaly_type)
         if image is not None:
@@ -63,6 +63,9 @@ def write_summary(out_dir: Path) -> dict:
             target.parent.mkdir(exist_ok=True)
             _save_png(image, target)
             gallery[anomaly_type] = {"file": f"gallery/{target.name}", "scene_id": path.stem}
+            sheet[f"{anomaly_type} ({path.stem})"] = image
+    if sheet:
+        _save_png(contact_sheet(sheet), out_dir / "gallery" / "overview.png")
     summary = {
         "scenes": dict(sorted(scenes.items())),
         "objects_per_type": {split: dict(sorted(c.items())) for split, c in sorted(objects.items())},
@@ -82,18 +85,18 @@ def write_summary(out_dir: Path) -> dict:
 
 def gallery_image(scene: Scene, anomaly_type: str, alpha: float = 0.5) -> np.ndarray | None:
     """Normal object | anomalous object with its mask blended `alpha` into red, in the view that shows most of the
-    anomaly (and the normal object); None if no view shows both."""
+    anomaly (and a normal object: the one covering most pixels there); None if no view shows both."""
     anomalous = [i for i, t in enumerate(scene.anomaly_types) if t == anomaly_type]
     normal = [i for i, t in enumerate(scene.anomaly_types) if t == "none"]
+    if not normal:
+        return None
+    normal_pixels = np.stack([(scene.instance == n + 1).sum(axis=(1, 2)) for n in normal])  # (normals, V)
     best, best_score = None, 0
     for a in anomalous:
-        region = (scene.anomaly == 1) & (scene.instance == a + 1)
-        visible = region.sum(axis=(1, 2))
-        for n in normal:
-            seen = (scene.instance == n + 1).sum(axis=(1, 2)) > 0
-            v = int(np.argmax(visible * seen))
-            if visible[v] * seen[v] > best_score:
-                best, best_score = (v, n, a), visible[v]
+        visible = ((scene.anomaly == 1) & (scene.instance == a + 1)).sum(axis=(1, 2)) * (normal_pixels.max(0) > 0)
+        v = int(np.argmax(visible))
+        if visible[v] > best_score:
+            best, best_score = (v, normal[int(np.argmax(normal_pixels[:, v]))], a), visible[v]
     if best is None:
         return None
     v, n, a = best
@@ -103,6 +106,25 @@ def gallery_image(scene: Scene, anomaly_type: str, alpha: float = 0.5) -> np.nda
     left = _crop(scene.rgb[v], scene.instance[v] == n + 1)
     right = _crop(overlay.astype(np.uint8), scene.instance[v] == a + 1)
     return np.concatenate([left, np.full((CROP_PX, 4, 3), 255, np.uint8), right], axis=1)
+
+
+def contact_sheet(images: dict[str, np.ndarray], columns: int = 3, caption_px: int = 14) -> np.ndarray:
+    """Captioned images (all CROP_PX high) in a grid on white: every type of a variant at one glance."""
+    from PIL import ImageDraw
+
+    widths = [0] * columns
+    for k, image in enumerate(images.values()):
+        widths[k % columns] = max(widths[k % columns], image.shape[1] + 8)
+    left = np.concatenate([[0], np.cumsum(widths)])
+    rows = -(-len(images) // columns)
+    cell = CROP_PX + caption_px + 8
+    sheet = Image.new("RGB", (int(left[-1]), rows * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (caption, image) in enumerate(images.items()):
+        x, y = int(left[k % columns]) + 4, (k // columns) * cell + 4
+        draw.text((x, y), caption, fill=(0, 0, 0))
+        sheet.paste(Image.fromarray(image), (x, y + caption_px))
+    return np.asarray(sheet)
 
 
 def _crop(rgb: np.ndarray, mask: np.ndarray, margin: int = 2) -> np.ndarray:

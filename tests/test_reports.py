@@ -32,6 +32,13 @@ def test_summary_counts_types_and_rejections_and_gallery_shows_the_mask(tmp_path
         cols = np.flatnonzero(changed.any(axis=0))  # the overlay lies on the anomalous (right) crop only
         assert changed.sum() > 5 and cols.min() > np.flatnonzero((plain == 255).all(axis=(0, 2)))[0], anomaly_type
         assert (image - plain)[changed][:, 0].mean() > 0 > (image - plain)[changed][:, 1].mean()  # redder
+    overview = np.asarray(Image.open(tmp_path / "gallery/overview.png").convert("RGB"))
+    widths = [Image.open(tmp_path / summary["gallery"][t]["file"]).width for t in sorted(types)]
+    column_widths = [max(widths[c::3]) + 8 for c in range(min(3, len(widths)))]
+    assert overview.shape[0] == -(-len(types) // 3) * (128 + 14 + 8) and overview.shape[1] == sum(column_widths)
+    first = np.asarray(Image.open(tmp_path / summary["gallery"][sorted(types)[0]]["file"]).convert("RGB"))
+    np.testing.assert_array_equal(overview[4 + 14:4 + 14 + 128, 4:4 + first.shape[1]], first)  # pasted as is
+    assert (overview[4:4 + 14, 4:200] < 128).any()  # a caption
 
     # a scene rejected for good counts its attempts; reasons differing only in numbers are grouped
     reasons = [f"attempt {k}: objects {k} and {k + 1} touch after the drop ({k}.5 mm apart)" for k in range(3)]
