@@ -102,8 +102,8 @@ def build_shape_index(root: Path, source: ShapeSource, shape_ids: list[str], enc
         describe = ViewDescriber(encoder, views, image_size)
         meta = {"request": request, "encoder": describe.info.to_dict()}
         # shapes are loaded and ray-cast in a thread while the model encodes the previous one
-        views = prefetch_map(lambda shape_id: describe.render(source.load(shape_id)), todo)
-        for count, (shape_id, shape_views) in enumerate(tqdm(zip(todo, views, strict=True), total=len(todo),
+        rendered = prefetch_map(lambda shape_id: describe.render(source.load(shape_id)), todo)
+        for count, (shape_id, shape_views) in enumerate(tqdm(zip(todo, rendered, strict=True), total=len(todo),
                                                               desc="describing shapes", unit="shape",
                                                               disable=not progress, dynamic_ncols=True), start=1):
             done[shape_id] = describe.encode(shape_views)
