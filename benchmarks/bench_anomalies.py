@@ -5,7 +5,8 @@
 
 A rejection is one `apply` call that raised AnomalyRejected (the generator's own retries are inside the call);
 the time per variant counts rejected calls too, as a run would pay for them. `similar_shape` first describes
-every shape with `--encoder` (its seconds per shape are reported apart) and looks for look-alikes among all of them.
+every shape with `--encoder` (its seconds per shape are reported apart; by default a full-size ViT-S/14 with
+random weights, enough for timing) and looks for look-alikes among all of them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import json
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
+from vit_s14 import save_vit_s14
 
 from generation.anomalies import GENERATORS, TYPE_CODES, AnomalyRejected
 from generation.shape_index import SimilarShapes, build_shape_index
 from generation.shapes.sources import BuiltinSource
+
+RANDOM_VIT_S14 = "random-vit-s14"
 
 
 def bench(types: list[str], instances: int, encoder: str) -> dict:
@@ -32,6 +37,8 @@ def bench(types: list[str], instances: int, encoder: str) -> dict:
         extra = {}
         if name == "similar_shape":
             with tempfile.TemporaryDirectory() as folder:
+                if encoder == RANDOM_VIT_S14:
+                    encoder = str(save_vit_s14(Path(folder) / "vit-s14"))
                 start = time.perf_counter()
                 index = build_shape_index(folder, source, source.shape_ids(), encoder, generator.views,
                                           generator.image_size)
@@ -60,7 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2, help="instances of each of the 25 built-in categories")
     parser.add_argument("--types", nargs="*", default=sorted(GENERATORS))
-    parser.add_argument("--encoder", default="facebook/dinov2-small", help="descriptor model for similar_shape")
+    parser.add_argument("--encoder", default=RANDOM_VIT_S14,
+                        help="descriptor model for similar_shape: hub id, local folder, or a random ViT-S/14")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     results = bench(args.types, args.instances, args.encoder)

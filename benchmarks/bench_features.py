@@ -24,26 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic-variant writer lives with the test fixtures
 
 from fixtures_scenes import write_variant  # noqa: E402
+from vit_s14 import save_vit_s14  # noqa: E402
 
 from preprocessing.encoder import DTYPES, ViewEncoder, load_model  # noqa: E402
 from preprocessing.pipeline import FeatureOptions, extract_features  # noqa: E402
 from preprocessing.shards import load_manifest  # noqa: E402
-
-
-def save_vit_s14(folder: Path) -> Path:
-    """facebook/dinov2-small's architecture: 384 wide, 12 layers, 6 heads, patch 14, 37x37 position grid."""
-    from transformers import Dinov2Config, Dinov2Model
-
-    config = Dinov2Config(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        intermediate_size=1536,
-        patch_size=14,
-        image_size=518,
-    )
-    Dinov2Model(config).save_pretrained(folder)
-    return folder
 
 
 def bare_forward(encoder: ViewEncoder, batch_size: int, images: int) -> dict:

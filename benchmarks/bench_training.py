@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import torch
 import webdataset as wds
-from transformers import Dinov2Config, Dinov2Model
+from vit_s14 import vit_s14
 
 from generation.cameras import intrinsics, orbit_views
 from generation.scenefile import Scene, write_scene
@@ -169,19 +169,6 @@ def bench_inference(cfg: ModelConfig, batch: dict, repeats: int, device, amp: bo
         }
         print(f"  {head:13s} {rows[head]['ms_per_scene']:8.1f} ms/scene  peak {rows[head]['peak_gib']:.2f} GiB")
     return rows
-
-
-def vit_s14() -> Dinov2Model:
-    """DINOv2 ViT-S/14, full size, random weights (the architecture of facebook/dinov2-small)."""
-    config = Dinov2Config(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        intermediate_size=1536,
-        patch_size=14,
-        image_size=518,
-    )
-    return Dinov2Model(config).eval().requires_grad_(False)
 
 
 def recompute_batch(paths, encoder, device, rng, data: DataConfig, amp: bool) -> tuple[dict, dict]:
