@@ -13,25 +13,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from generation.cli import main
-from generation.config import load_config
 from generation.export.common import published_code
 from generation.export.mvtec3d import MIN_VISIBLE_SHARE
-from generation.runner import run_scenes
 from generation.scenefile import read_scene
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["n_scenes=3", "cameras.views=4", "cameras.width=64", "cameras.height=64", "render.samples=4"]
 CROP_SIZE = 96
 STEM = re.compile(r"(scene_\d+)_obj(\d+)_view(\d+)")
 DEPTH_TOLERANCE_M = 0.003
-
-
-@pytest.fixture(scope="module")
-def variant(tmp_path_factory) -> Path:
-    """A tiny real variant, shared on disk with the ooo tests (a finished variant is not generated twice)."""
-    out = tmp_path_factory.getbasetemp() / "export-variant"
-    run_scenes(load_config(REPO / "assets/configs/demo.toml", TINY), out, progress=False)
-    return out
 
 
 def run_export(variant: Path, out: Path) -> str:
@@ -43,15 +31,15 @@ def run_export(variant: Path, out: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def export(variant, tmp_path_factory) -> Path:
+def export(export_variant, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mvtec3d")
-    run_export(variant, out)
+    run_export(export_variant, out)
     return out
 
 
 @pytest.fixture(scope="module")
-def scenes(variant) -> dict:
-    return {path.stem: read_scene(path) for path in sorted((variant / "scenes").glob("*.h5"))}
+def scenes(export_variant) -> dict:
+    return {path.stem: read_scene(path) for path in sorted((export_variant / "scenes").glob("*.h5"))}
 
 
 def samples(export: Path):
@@ -136,15 +124,15 @@ def test_every_object_view_is_written_or_skipped_for_a_reason(export, scenes):
             assert (export / marker.parents[1].name / r["folder"] / "rgb" / f"{r['stem']}.png").exists()
 
 
-def test_rerun_skips_finished_scenes_and_redoes_a_missing_one(variant, tmp_path):
+def test_rerun_skips_finished_scenes_and_redoes_a_missing_one(export_variant, tmp_path):
     out = tmp_path / "copy"
-    run_export(variant, out)
+    run_export(export_variant, out)
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     n = len(list(out.glob("*/crops/*.json")))
-    assert f"exported 0 scenes (already done {n})" in run_export(variant, out)
+    assert f"exported 0 scenes (already done {n})" in run_export(export_variant, out)
     marker = next(out.glob("*/crops/*.json"))
     marker.unlink()
-    assert f"exported 1 scenes (already done {n - 1})" in run_export(variant, out)
+    assert f"exported 1 scenes (already done {n - 1})" in run_export(export_variant, out)
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files
 
 

@@ -21,12 +21,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from generation.cli import main
-from generation.config import load_config
-from generation.runner import run_scenes
 from generation.scenefile import read_scene
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["n_scenes=3", "cameras.views=4", "cameras.width=64", "cameras.height=64", "render.samples=4"]
 # our type names with a release code, and the new tags of types the release lacks
 CODES_OF_TYPES = {"fracture": "frac", "crack": "crack", "discoloration": "disc", "bump": "bump", "deformation": "defr",
                   "bend": "bend", "twist": "twist", "missing": "miss", "part_translation": "tran",
@@ -36,14 +32,6 @@ SEGMENTATION_THRESHOLD = 127
 BACKGROUND_DEPTH = 1e10
 
 
-@pytest.fixture(scope="module")
-def variant(tmp_path_factory) -> Path:
-    """A tiny real variant, shared on disk with the mvtec3d tests (a finished variant is not generated twice)."""
-    out = tmp_path_factory.getbasetemp() / "export-variant"
-    run_scenes(load_config(REPO / "assets/configs/demo.toml", TINY), out, progress=False)
-    return out
-
-
 def run_export(*args: str) -> str:
     result = CliRunner().invoke(main, ["export", *args])
     assert result.exit_code == 0, result.output
@@ -51,9 +39,9 @@ def run_export(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def export(variant, tmp_path_factory) -> Path:
+def export(export_variant, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ooo")
-    run_export("--format", "ooo", "--variant", str(variant), "--out", str(out))
+    run_export("--format", "ooo", "--variant", str(export_variant), "--out", str(out))
     return out
 
 
@@ -121,16 +109,16 @@ def source_scene(variant: Path, folder: Path):
 
 
 # ---- tests ----------------------------------------------------------------------------------------------------
-def test_splits_and_file_counts_follow_the_release(variant, export):
+def test_splits_and_file_counts_follow_the_release(export_variant, export):
     splits = read_split_file(export)
-    own_splits = json.loads((variant / "splits.json").read_text())
+    own_splits = json.loads((export_variant / "splits.json").read_text())
     assert {k: len(v) for k, v in splits.items()} == {k: len(v) for k, v in own_splits.items()}
     assert any("test" in key for key in splits) and any("test" not in key for key in splits)
     for key, names in splits.items():
         for name in names:
             folder = export / name
             assert re.fullmatch(r"[^-]+-\d{3,}", name)
-            scene = source_scene(variant, folder)
+            scene = source_scene(export_variant, folder)
             assert ("test" in key) == (scene.split == "test")
             V, H, W = scene.instance.shape
             for sub, suffix in (("RGB", "png"), ("depth_exr", "exr"), ("depth_png", "png"),
@@ -148,10 +136,10 @@ def test_splits_and_file_counts_follow_the_release(variant, export):
             assert preview.height == H and preview.width % W == 0 and 1 <= preview.width // W <= 5
 
 
-def test_labels_paths_and_masks_keep_the_release_conventions(variant, export):
+def test_labels_paths_and_masks_keep_the_release_conventions(export_variant, export):
     seen_codes = set()
     for folder in (export / name for names in read_split_file(export).values() for name in names):
-        scene, release = source_scene(variant, folder), read_release_scene(folder)
+        scene, release = source_scene(export_variant, folder), read_release_scene(folder)
         assert release["labels"] == scene.labels.tolist()
         scene2d = json.loads((folder / "scene2d.metadata.json").read_text())
         assert scene2d["anomaly_labels"] == [1 - label for label in scene.labels]  # inverted, as released
@@ -181,9 +169,9 @@ def test_labels_paths_and_masks_keep_the_release_conventions(variant, export):
     assert seen_codes  # the fixture has anomalies
 
 
-def test_cameras_are_opencv_world_to_camera_with_the_shared_K(variant, export):
+def test_cameras_are_opencv_world_to_camera_with_the_shared_K(export_variant, export):
     for folder in (export / name for names in read_split_file(export).values() for name in names):
-        scene, release = source_scene(variant, folder), read_release_scene(folder)
+        scene, release = source_scene(export_variant, folder), read_release_scene(folder)
         H, W = scene.instance.shape[1:]
         focal = 30.0 / 36.0 * W  # 30 mm lens on a 36 mm sensor, as released (213.33 at 256 px)
         np.testing.assert_allclose(release["K"], [[focal, 0, W / 2], [0, focal, H / 2], [0, 0, 1]])
@@ -241,9 +229,9 @@ def rotation_xyz(x: float, y: float, z: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def test_depth_files_hold_float32_planar_depth(variant, export):
+def test_depth_files_hold_float32_planar_depth(export_variant, export):
     folder = export / read_split_file(export)["test"][0]
-    scene = source_scene(variant, folder)
+    scene = source_scene(export_variant, folder)
     for v in range(scene.n_views):
         path = folder / "depth_exr" / f"{v:04d}.exr"
         assert exr_channel_types(path) == {"R": 2, "G": 2, "B": 2}
@@ -259,19 +247,19 @@ def test_depth_files_hold_float32_planar_depth(variant, export):
         assert (np.diff(scaled[surface][order].astype(int)) >= 0).all()
 
 
-def test_rerun_skips_finished_scenes_and_redoes_a_missing_one(variant, export, tmp_path):
+def test_rerun_skips_finished_scenes_and_redoes_a_missing_one(export_variant, export, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(export, out)
     n = sum(len(names) for names in read_split_file(export).values())
-    assert f"exported 0 scenes (already done {n})" in run_export("--format", "ooo", "--variant", str(variant),
-                                                              "--out", str(out))
+    again = ["--format", "ooo", "--variant", str(export_variant), "--out", str(out)]
+    assert f"exported 0 scenes (already done {n})" in run_export(*again)
     name = read_split_file(out)["train"][0]
     before = (out / name / "scene3d.metadata.json").read_bytes()
     shutil.rmtree(out / name)
     (out / "left-by-a-killed-run.tmp").mkdir()
-    assert f"exported 1 scenes (already done {n - 1})" in run_export("--format", "ooo", "--variant", str(variant),
-                                                              "--out", str(out))
+    assert f"exported 1 scenes (already done {n - 1})" in run_export(*again)
     assert (out / name / "scene3d.metadata.json").read_bytes() == before
     assert not list(out.glob("*.tmp"))
-    refused = CliRunner().invoke(main, ["export", "--format", "mvtec3d", "--variant", str(variant), "--out", str(out)])
+    refused = CliRunner().invoke(main, ["export", "--format", "mvtec3d", "--variant", str(export_variant),
+                                        "--out", str(out)])
     assert refused.exit_code != 0 and "other settings" in refused.output
