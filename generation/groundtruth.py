@@ -7,9 +7,9 @@ one ray through each pixel centre (open3d's RaycastingScene, all views in one ca
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 
 from generation.cameras import pixel_rays
+from generation.open3d_import import open3d as o3d
 
 FLOOR_HALF_SIZE = 5.0  # the 10 m floor plane
 

@@ -237,7 +237,7 @@ def _yaw_matrix(angle: float) -> np.ndarray:
 
 def _check_apart(meshes: list[tuple[np.ndarray, np.ndarray]], min_distance: float) -> None:
     """Reject layouts where objects touch after the drop (compared on each other's surfaces)."""
-    import open3d as o3d
+    from generation.open3d_import import open3d as o3d
 
     for i, (vi, fi) in enumerate(meshes):
         scene = o3d.t.geometry.RaycastingScene()

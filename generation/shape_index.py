@@ -28,7 +28,7 @@ CHECKPOINT_EVERY = 32  # shapes between atomic saves of a partial index
 
 def render_views(shape: Shape, views: int, size: int) -> np.ndarray:
     """(views, size, size, 3) uint8 greyscale renders from evenly spaced azimuths around the normalised shape."""
-    import open3d as o3d
+    from generation.open3d_import import open3d as o3d
 
     merged, _ = shape.merged()
     scene = o3d.t.geometry.RaycastingScene()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from generation.anomalies.base import AnomalyRejected, AnomalyResult, first_accepted
@@ -30,6 +29,7 @@ from generation.anomalies.geometry import (
     union_volume,
 )
 from generation.anomalies.material import _distinct_color
+from generation.open3d_import import open3d as o3d
 from generation.shapes.types import MaterialSpec, Part, Shape
 
 SCENE_SCALE = 0.4  # metres per object unit (shapes normalised to max |v| = 0.5 are scaled by ~0.4 m)

@@ -8,10 +8,10 @@ Shapes are normalised to max |v| = 0.5 (about 0.4 m in a scene), so 0.01 object 
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from generation.anomalies.base import AnomalyRejected
+from generation.open3d_import import open3d as o3d
 from generation.shapes.types import Part, Shape
 
 MAX_FACES = 60_000  # face budget of a re-meshed variant: keeps Blender and the ray caster fast

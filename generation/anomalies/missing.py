@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from generation.anomalies.base import AnomalyRejected, AnomalyResult, part_areas
+from generation.open3d_import import open3d as o3d
 from generation.shapes.types import Shape
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from generation.anomalies.base import AnomalyRejected, AnomalyResult, faces_of_parts, first_accepted, part_areas
@@ -22,6 +21,7 @@ from generation.anomalies.geometry import (
     require_change,
     rotation_matrix,
 )
+from generation.open3d_import import open3d as o3d
 from generation.shapes.builtin import random_material
 from generation.shapes.types import Part, Shape
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
+from generation.open3d_import import open3d as o3d
 from generation.shapes.builtin import random_material, srgb_to_linear
 from generation.shapes.types import MaterialSpec, Part, Shape, ShapeError, normalize
 
