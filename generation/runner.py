@@ -11,6 +11,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -47,18 +48,20 @@ def shape_spec(config: GenerationConfig) -> dict:
 _worker: dict = {}
 
 
-def _init_worker(config_dict: dict, out_dir: str, pools: dict, threads: int) -> None:
+def _init_worker(config_dict: dict, out_dir: str, pools: dict, threads: int, views_done=None) -> None:
+    """`views_done`: a queue that gets one item per rendered view, for the driver's progress bar."""
     config = config_from_dict(config_dict)
     source = make_source(shape_spec(config))
     index_path = Path(out_dir) / "bank" / INDEX_FILE
     similar = SimilarShapes(index_path, source, pools) if uses_similar_shapes(config) and pools else None
     _worker.update(config=config, out_dir=Path(out_dir), pools=pools, threads=threads, source=source,
-                   similar=similar)
+                   similar=similar, on_view=None if views_done is None else lambda: views_done.put(1))
 
 
 def _run_scene(index: int) -> SceneOutcome:
     w = _worker
-    return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"], w["similar"])
+    return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"], w["similar"],
+                          w["on_view"])
 
 
 def _check_shape(shape_id: str) -> dict:
@@ -74,9 +77,17 @@ def _check_shape(shape_id: str) -> dict:
 
 
 # ---- driver side -------------------------------------------------------------------------------------------
-def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
-    return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads),
+def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
+          views_done=None):
+    return context.Pool(workers, initializer=_init_worker,
+                        initargs=(config.to_dict(), str(out_dir), pools, threads, views_done),
                         maxtasksperchild=SCENES_PER_WORKER)
+
+
+def _follow_views(views_done, bar: tqdm) -> None:
+    """Driver thread: advance the views bar as workers report rendered views (None ends it)."""
+    while views_done.get() is not None:
+        bar.update(1)
 
 
 def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context) -> dict:
@@ -106,6 +117,14 @@ def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, conte
             catalogue["skipped"][entry["shape_id"]] = entry["reason"]
     write_json(path, catalogue)
     return catalogue
+
+
+def pools_of(catalogue: dict) -> dict[str, list[str]]:
+    """The usable shape ids of each split, sorted: what scene plans draw their shape from."""
+    pools: dict[str, list[str]] = {}
+    for shape_id, entry in sorted(catalogue["usable"].items()):
+        pools.setdefault(entry["split"], []).append(shape_id)
+    return pools
 
 
 def uses_similar_shapes(config: GenerationConfig) -> bool:
@@ -147,9 +166,7 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     cleaned = clean_partial(out_dir)
     context = mp.get_context("spawn")
     catalogue = shape_catalogue(config, out_dir, workers, context)
-    pools: dict[str, list[str]] = {}
-    for shape_id, entry in sorted(catalogue["usable"].items()):
-        pools.setdefault(entry["split"], []).append(shape_id)
+    pools = pools_of(catalogue)
     if uses_similar_shapes(config):
         index_shapes(config, out_dir, sorted(catalogue["usable"]), progress)
 
@@ -161,17 +178,29 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     outcomes: list[SceneOutcome] = []
     start = time.perf_counter()
     if todo:
-        with _pool(context, workers, config, out_dir, pools, threads) as pool, tqdm(
-            total=len(todo), desc="scenes", unit="scene", disable=not progress, dynamic_ncols=True
-        ) as bar:
-            for outcome in pool.imap_unordered(_run_scene, todo):
-                if outcome.status == "rejected":
-                    write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
-                outcomes.append(outcome)
-                minutes = (time.perf_counter() - start) / 60
-                bar.set_postfix(per_min=f"{len(outcomes) / max(minutes, 1e-9):.2f}",
-                                rejected=sum(o.status == "rejected" for o in outcomes), refresh=False)
-                bar.update(1)
+        views_done = context.Queue()
+        scenes_bar = tqdm(total=len(todo), desc="scenes", unit="scene", disable=not progress, dynamic_ncols=True,
+                          position=0)
+        views_bar = tqdm(total=len(todo) * config.cameras.views, desc="views ", unit="view", disable=not progress,
+                         dynamic_ncols=True, position=1)
+        follower = threading.Thread(target=_follow_views, args=(views_done, views_bar), daemon=True)
+        follower.start()
+        try:
+            with _pool(context, workers, config, out_dir, pools, threads, views_done) as pool:
+                for outcome in pool.imap_unordered(_run_scene, todo):
+                    if outcome.status == "rejected":
+                        write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
+                        views_bar.total -= config.cameras.views  # a rejected scene renders no views
+                    outcomes.append(outcome)
+                    minutes = (time.perf_counter() - start) / 60
+                    scenes_bar.set_postfix(per_min=f"{len(outcomes) / max(minutes, 1e-9):.2f}",
+                                           rejected=sum(o.status == "rejected" for o in outcomes), refresh=False)
+                    scenes_bar.update(1)
+        finally:
+            views_done.put(None)
+            follower.join(timeout=10)
+            views_bar.close()
+            scenes_bar.close()
     report = _report(config, out_dir, shard, index_of_shard, outcomes, catalogue, cleaned,
                      time.perf_counter() - start)
     name = "report.json" if shard == (0, 1) else f"report-{shard[0]}-of-{shard[1]}.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -73,8 +74,10 @@ def generate_scene(
     pools: dict[str, list[str]],
     threads: int = 0,
     similar: SimilarShapes | None = None,
+    on_view: Callable[[], None] | None = None,
 ) -> SceneOutcome:
-    """Try up to `scene.max_attempts` times; write the scene file (and preview) or return the reasons."""
+    """Try up to `scene.max_attempts` times; write the scene file (and preview) or return the reasons.
+    `on_view` is called after each rendered view (progress reporting)."""
     sid = scene_id(index)
     reasons = []
     bank = AnomalyBank(out_dir / "bank", config.seed, config.anomalies.params, similar)
@@ -82,7 +85,8 @@ def generate_scene(
         start = time.perf_counter()
         workdir = out_dir / ".work" / sid
         try:
-            scene, render_seconds = _build_and_render(config, index, attempt, source, pools, workdir, threads, bank)
+            staged = stage_scene(config, index, attempt, source, pools, bank)
+            scene, render_seconds = _render(config, staged, workdir, threads, on_view)
         except (SceneRejected, AnomalyRejected, ShapeError) as err:
             reasons.append(f"attempt {attempt}: {err}")
             continue
@@ -99,8 +103,32 @@ def generate_scene(
     return SceneOutcome(sid, "rejected", reasons=reasons)
 
 
-def _build_and_render(cfg: GenerationConfig, index, attempt, source, pools, workdir, threads, bank):
-    """One attempt at a scene; raises SceneRejected (or a shape/anomaly error) when a check fails."""
+@dataclass
+class StagedScene:
+    """One attempt at a scene, built in the Blender session and checked, up to the Cycles render: what the
+    render step needs, and what the render benchmark re-renders at other quality settings."""
+
+    index: int
+    attempt: int
+    plan: layout.ScenePlan
+    normal: Shape
+    shapes: list[Shape]
+    params: list[dict]
+    camera: object  # the Blender camera object
+    world_to_camera: np.ndarray
+    intrinsics: np.ndarray
+    truth: dict[str, np.ndarray]
+    labels: np.ndarray
+    poses: list[np.ndarray]
+    box_min: np.ndarray
+    box_max: np.ndarray
+    records: dict  # background, physics and camera records for the scene file
+
+
+def stage_scene(cfg: GenerationConfig, index: int, attempt: int, source: ShapeSource, pools: dict[str, list[str]],
+                bank: AnomalyBank) -> StagedScene:
+    """Plan, build, drop and check one attempt; raises SceneRejected (or a shape/anomaly error) when a check
+    fails. Leaves the Blender session holding the finished scene and its camera."""
     import bpy
 
     from generation.blender import backgrounds, objects, physics, render
@@ -168,33 +196,54 @@ def _build_and_render(cfg: GenerationConfig, index, attempt, source, pools, work
         if visible.max() < min_pixels:
             raise SceneRejected(f"the {plan.anomaly_types[i]} anomaly of object {i} is not visible in any view")
 
-    render_settings = render.configure_cycles(cfg.render.preset, cfg.render.device, cfg.render.samples,
-                                              seed=int(layout.unit_hash(f"{cfg.seed}/{index}") * 2**31),
-                                              threads=threads, width=cam.width, height=cam.height)
     camera = render.add_camera(K, cam.width, cam.height, cam.sensor_mm)
-    workdir.mkdir(parents=True, exist_ok=True)
-    rgb, seconds = render.render_views(camera, w2c, workdir)
+    return StagedScene(
+        index=index, attempt=attempt, plan=plan, normal=normal, shapes=shapes, params=params, camera=camera,
+        world_to_camera=w2c, intrinsics=intrinsics, truth=truth, labels=labels, poses=poses, box_min=box_min,
+        box_max=box_max,
+        records={"background": {"floor": floor, "environment": environment},
+                 "generation": {"attempt": attempt, "scale": plan.scale, "physics": drop, "cameras": orbit}},
+    )
 
+
+def _render(cfg: GenerationConfig, staged: StagedScene, workdir: Path, threads: int,
+            on_view: Callable[[], None] | None) -> tuple[Scene, list[float]]:
+    """Render every view of a staged scene with Cycles and assemble the scene record."""
+    from generation.blender import render
+
+    cam, plan, index = cfg.cameras, staged.plan, staged.index
+    render_settings = render.configure_cycles(cfg.render.preset, cfg.render.device, cfg.render.samples,
+                                              seed=render_seed(cfg.seed, index),
+                                              threads=threads, width=cam.width, height=cam.height)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rgb, seconds = render.render_views(staged.camera, staged.world_to_camera, workdir, on_view)
+    truth = staged.truth
     scene = Scene(
         scene_id=scene_id(index), split=plan.split, seed=cfg.seed, scene_index=index,
         rgb=rgb, depth=truth["depth"], instance=truth["instance"], anomaly=truth["anomaly"],
-        intrinsics=intrinsics, world_to_camera=w2c, labels=labels,
-        anomaly_types=list(plan.anomaly_types), source_ids=[normal.shape_id] * plan.n_objects,
-        categories=[normal.category] * plan.n_objects, object_to_world=np.stack(poses),
-        box_min=box_min, box_max=box_max,
+        intrinsics=staged.intrinsics, world_to_camera=staged.world_to_camera, labels=staged.labels,
+        anomaly_types=list(plan.anomaly_types), source_ids=[staged.normal.shape_id] * plan.n_objects,
+        categories=[staged.normal.category] * plan.n_objects, object_to_world=np.stack(staged.poses),
+        box_min=staged.box_min, box_max=staged.box_max,
         local_extents=np.stack([np.ptp(np.asarray(s.merged()[0].vertices), axis=0) * plan.scale
-                                for s in shapes]),
-        anomaly_params=params,
+                                for s in staged.shapes]),
+        anomaly_params=staged.params,
         attrs={
             "config": cfg.to_dict(),
             "versions": versions(),
-            "background": {"floor": floor, "environment": environment},
+            "background": staged.records["background"],
             "render": render_settings,
-            "shape": {"shape_id": normal.shape_id, "category": normal.category, "source": normal.source},
-            "generation": {"attempt": attempt, "scale": plan.scale, "physics": drop, "cameras": orbit},
+            "shape": {"shape_id": staged.normal.shape_id, "category": staged.normal.category,
+                      "source": staged.normal.source},
+            "generation": staged.records["generation"],
         },
     )
     return scene, seconds
+
+
+def render_seed(seed: int, index: int) -> int:
+    """Cycles' sampling seed of a scene: fixed by (seed, index), so a rerun renders the same pixels."""
+    return int(layout.unit_hash(f"{seed}/{index}") * 2**31)
 
 
 def _variants(normal: Shape, types: list[str], rng: np.random.Generator, bank: AnomalyBank, per_shape: int):

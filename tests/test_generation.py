@@ -161,3 +161,19 @@ def test_bad_meshes_are_skipped_with_reasons_and_the_rest_rendered(tmp_path):
         assert shape_id.split("_", 1)[1] in reason  # the reason names the file
     assert any("decimated" in note for note in report["shape_notes"]["widget_huge"])
     assert report["done_this_run"] == 2
+
+
+def test_the_scenes_command_shows_scene_and_view_progress_with_rates(tmp_path):
+    """What the quick start promises `make scenes` prints while it runs: a bar per scene and one per view."""
+    cmd = [sys.executable, "-m", "generation", "scenes", "--config", str(REPO / "assets/configs/demo.toml"),
+           "--out", str(tmp_path / "v")] + [arg for item in TINY for arg in ("--set", item)]
+    cmd += ["--set", "n_scenes=2", "--set", "cameras.views=3", "--set", "cameras.width=32",
+            "--set", "cameras.height=32"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    frames = result.stderr.replace("\r", "\n").splitlines()
+    views = [line for line in frames if line.lstrip().startswith("views")]
+    scenes = [line for line in frames if line.lstrip().startswith("scenes")]
+    done = int(result.stdout.split()[1])
+    assert any(f"{3 * done}/{3 * done}" in line and ("view/s" in line or "s/view" in line) for line in views)
+    assert any("2/2" in line and "per_min" in line for line in scenes)
