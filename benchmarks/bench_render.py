@@ -6,7 +6,7 @@ PSNR (8-bit RGB, as stored) against the reference of the same view. Speed: whole
 all included (shapes, anomalies, physics, ground truth, render, scene file, preview): seconds per scene and
 per view, and the overhead ratio (scene time / time inside Cycles render calls).
 
-    python benchmarks/bench_render.py                       # draft, default, paper; 3 scenes each
+    python benchmarks/bench_render.py     # quality of draft, default, paper; speed of draft, default (3 scenes)
     python benchmarks/bench_render.py --presets default --scenes 5 --quality-views 3
 
 The reference images are cached under out/bench/ (keyed by config, scene and views), so a rerun only renders
@@ -69,7 +69,8 @@ def quality(config: GenerationConfig, scene_index: int, presets: list[str], n_vi
                 print(f"attempt {attempt} rejected: {err}")
         if staged is None:
             raise SystemExit(f"scene {scene_index} could not be staged")
-        key = hashlib.sha256(json.dumps([config.digest(), scene_index, views, RENDER_PRESETS["reference"]],
+        scene_config = {k: v for k, v in config.to_dict().items() if k != "render"}  # the preset is not the scene
+        key = hashlib.sha256(json.dumps([scene_config, scene_index, views, RENDER_PRESETS["reference"]],
                                         sort_keys=True).encode()).hexdigest()[:12]
         reference_path = cache / f"reference-{key}.npz"
         if reference_path.exists():
