@@ -8,6 +8,7 @@ per view, and the overhead ratio (scene time / time inside Cycles render calls).
 
     python benchmarks/bench_render.py     # quality of draft, default, paper; speed of draft, default (3 scenes)
     python benchmarks/bench_render.py --presets default --scenes 5 --quality-views 3
+    python benchmarks/bench_render.py --levers --scenes 0   # each lever of the default preset, one at a time
 
 The reference images are cached under out/bench/ (keyed by config, scene and views), so a rerun only renders
 the presets.
@@ -36,19 +37,44 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def render_preset(config: GenerationConfig, staged, preset: str, views: list[int], workdir: Path, threads: int):
-    """Renders `views` of the staged scene with `preset`; returns images (V, H, W, 3) and seconds per view."""
+# One setting of the `default` preset changed at a time: what each lever buys or costs. Keys are attributes of
+# bpy's scene (`cycles.x`, `render.x`).
+LEVERS = {
+    "default": {},
+    "no persistent data": {"render.use_persistent_data": False},
+    "adaptive threshold 0.01": {"cycles.adaptive_threshold": 0.01},
+    "no adaptive sampling": {"cycles.use_adaptive_sampling": False},
+    "12 bounces + caustics": {"cycles.max_bounces": 12, "cycles.diffuse_bounces": 12, "cycles.glossy_bounces": 12,
+                              "cycles.caustics_reflective": True, "cycles.caustics_refractive": True},
+    "no denoising": {"cycles.use_denoising": False},
+    "denoise without guides": {"cycles.denoising_input_passes": "RGB"},
+    "denoise fast prefilter": {"cycles.denoising_prefilter": "FAST"},
+    "denoise balanced": {"cycles.denoising_quality": "BALANCED"},
+    "tiles of 64 px": {"cycles.use_auto_tile": True, "cycles.tile_size": 64},
+    "light tree on": {"cycles.use_light_tree": True},
+}
+
+
+def render_preset(config: GenerationConfig, staged, preset: str, views: list[int], workdir: Path, threads: int,
+                  tweaks: dict | None = None):
+    """Renders `views` of the staged scene with `preset` (and `tweaks` on top); returns images (V, H, W, 3) and
+    seconds per view."""
+    import bpy
+
     from generation.blender import render
     from generation.scene_task import render_seed
 
     cam = config.cameras
     render.configure_cycles(preset, config.render.device, 0, seed=render_seed(config.seed, staged.index),
                             threads=threads, width=cam.width, height=cam.height)
+    for key, value in (tweaks or {}).items():
+        owner, name = key.split(".")
+        setattr(getattr(bpy.context.scene, owner), name, value)
     return render.render_views(staged.camera, staged.world_to_camera[views], workdir)
 
 
 def quality(config: GenerationConfig, scene_index: int, presets: list[str], n_views: int, cache: Path,
-            threads: int) -> dict:
+            threads: int, levers: bool) -> dict:
     from generation.bank import AnomalyBank
     from generation.runner import shape_spec
     from generation.scene_task import stage_scene
@@ -82,15 +108,19 @@ def quality(config: GenerationConfig, scene_index: int, presets: list[str], n_vi
             cache.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(reference_path, rgb=reference)
             print(f"reference   {statistics.median(seconds):7.1f} s/view ({time.perf_counter() - start:.0f} s)")
+        render_preset(config, staged, "draft", [0], out, threads)  # warm-up: the first render builds the BVH
         rows = {}
-        for preset in presets:
-            images, seconds = render_preset(config, staged, preset, views, out, threads)
+        runs = [(preset, preset, {}) for preset in presets]
+        runs += [(f"default, {name}" if tweaks else "default (lever baseline)", "default", tweaks)
+                 for name, tweaks in LEVERS.items()] if levers else []
+        for label, preset, tweaks in runs:
+            images, seconds = render_preset(config, staged, preset, views, out, threads, tweaks)
             per_view = [psnr(image, ref) for image, ref in zip(images, reference, strict=True)]
-            rows[preset] = {"views": [int(v) for v in views], "seconds_per_view": seconds,
-                            "median_seconds_per_view": statistics.median(seconds),
-                            "psnr_db": per_view, "median_psnr_db": statistics.median(per_view)}
-            print(f"{preset:10s}  {rows[preset]['median_seconds_per_view']:6.2f} s/view  "
-                  f"PSNR {rows[preset]['median_psnr_db']:5.2f} dB (views {', '.join(f'{p:.1f}' for p in per_view)})",
+            rows[label] = {"views": [int(v) for v in views], "seconds_per_view": seconds,
+                           "median_seconds_per_view": statistics.median(seconds),
+                           "psnr_db": per_view, "median_psnr_db": statistics.median(per_view)}
+            print(f"{label:38s}  {rows[label]['median_seconds_per_view']:6.2f} s/view  "
+                  f"PSNR {rows[label]['median_psnr_db']:5.2f} dB (views {', '.join(f'{p:.1f}' for p in per_view)})",
                   flush=True)
         floor = staged.records["background"]["floor"].get("family", "texture set")
         return {"scene_index": scene_index, "floor": floor, "presets": rows}
@@ -130,9 +160,11 @@ def speed(config_path: str, overrides: list[str], presets: list[str], scenes: in
               help="Presets timed on whole scenes (paper takes minutes per scene on a CPU).")
 @click.option("--quality-views", default=2, show_default=True, help="Views compared with the reference (0: skip).")
 @click.option("--quality-scene", default=0, show_default=True, help="Scene index of the quality part.")
+@click.option("--levers", is_flag=True, help="Also time the default preset with one setting changed at a time.")
 @click.option("--set", "overrides", multiple=True, help="Extra config overrides, e.g. cameras.views=20.")
 @click.option("--out", "out_json", default="out/bench/render.json", show_default=True)
-def main(config_path, presets, scenes, speed_presets, quality_views, quality_scene, overrides, out_json) -> None:
+def main(config_path, presets, scenes, speed_presets, quality_views, quality_scene, levers, overrides,
+         out_json) -> None:
     presets = presets.split(",")
     out = Path(out_json)
     results = {"machine": {"cpus": os.cpu_count()}, "config": config_path, "overrides": list(overrides)}
@@ -140,7 +172,7 @@ def main(config_path, presets, scenes, speed_presets, quality_views, quality_sce
         print(f"quality: scene {quality_scene}, {quality_views} views against the reference preset")
         config = load_config(config_path, list(overrides))
         results["quality"] = quality(config, quality_scene, presets, quality_views, out.parent,
-                                     threads=os.cpu_count() or 1)
+                                     threads=os.cpu_count() or 1, levers=levers)
     if scenes:
         print(f"speed: {scenes} whole scenes per preset, one worker")
         results["speed"] = speed(config_path, list(overrides), speed_presets.split(","), scenes)
