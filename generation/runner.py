@@ -26,6 +26,7 @@ from generation.shapes.sources import make_source
 from generation.shapes.types import ShapeError
 
 SCENES_PER_WORKER = 10  # a worker process is replaced after this many scenes, so memory cannot creep up
+SHAPE_TIMEOUT_S = 120.0  # per mesh file when the catalogue is checked; a multi-million-face file takes ~10 s
 
 
 def write_json(path: Path, data) -> None:
@@ -74,12 +75,14 @@ def _check_shape(shape_id: str) -> dict:
 
 
 # ---- driver side -------------------------------------------------------------------------------------------
-def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
+def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
+          tasks_per_worker: int | None = SCENES_PER_WORKER):
     return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads),
-                        maxtasksperchild=SCENES_PER_WORKER)
+                        maxtasksperchild=tasks_per_worker)
 
 
-def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context) -> dict:
+def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context,
+                    timeout: float = SHAPE_TIMEOUT_S) -> dict:
     """Every shape with its split, or the reason it is unusable. Cached in `shapes.json`."""
     path = out_dir / "shapes.json"
     if path.exists():
@@ -89,23 +92,55 @@ def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, conte
     source = make_source(shape_spec(config))
     ids = source.shape_ids()
     if config.shapes.kind == "builtin":
-        checked = [{"shape_id": s, "ok": True} for s in ids]
+        checked = {s: {"shape_id": s, "ok": True} for s in ids}
     else:
-        with _pool(context, workers, config, out_dir, {}, 1) as pool:
-            checked = list(tqdm(pool.imap(_check_shape, ids), total=len(ids), desc="checking shapes",
-                                unit="shape", dynamic_ncols=True))
+        checked = _check_shapes(context, workers, config, out_dir, ids, source, timeout)
     catalogue = {"config_digest": config.digest(), "usable": {}, "skipped": {}}
-    for entry in checked:
+    for shape_id in ids:
+        entry = checked[shape_id]
         if entry["ok"]:
-            category = source.category(entry["shape_id"])
-            catalogue["usable"][entry["shape_id"]] = {
-                "category": category, "split": shape_split(entry["shape_id"], category, config),
+            category = source.category(shape_id)
+            catalogue["usable"][shape_id] = {
+                "category": category, "split": shape_split(shape_id, category, config),
                 "notes": entry.get("notes", []),
             }
         else:
-            catalogue["skipped"][entry["shape_id"]] = entry["reason"]
+            catalogue["skipped"][shape_id] = entry["reason"]
     write_json(path, catalogue)
     return catalogue
+
+
+def _noop() -> None:
+    """A task that returns once a worker is up (its initializer done), so no file's clock runs during start-up."""
+
+
+def _check_shapes(context, workers, config, out_dir, ids, source, timeout: float) -> dict[str, dict]:
+    """Load every shape once in worker processes. A file gets at least `timeout` seconds: one that hangs its
+    parser or kills its worker (a crash, the OOM killer) is skipped with that reason, and a fresh pool checks
+    the rest, so one file can neither stall nor end the run."""
+    checked: dict[str, dict] = {}
+    pending = list(ids)
+    with tqdm(total=len(ids), desc="checking shapes", unit="shape", dynamic_ncols=True) as bar:
+        while pending:
+            # workers are kept (not replaced every few tasks), so no file's clock runs while one starts up
+            with _pool(context, workers, config, out_dir, {}, 1, tasks_per_worker=None) as pool:
+                pool.apply(_noop)
+                tasks = [(shape_id, pool.apply_async(_check_shape, (shape_id,))) for shape_id in pending]
+                pending, clock = [], time.monotonic()
+                for k, (shape_id, task) in enumerate(tasks):
+                    try:
+                        checked[shape_id] = task.get(timeout=max(0.0, clock + timeout - time.monotonic()))
+                    except mp.TimeoutError:
+                        checked[shape_id] = {"shape_id": shape_id, "ok": False, "reason": (
+                            f"{source.path(shape_id)}: not loaded within the time limit of {timeout:g} s per "
+                            f"file (hung or crashed the loader)")}
+                        pending = [s for s, t in tasks[k + 1:] if not t.ready()]
+                        checked.update((s, t.get()) for s, t in tasks[k + 1:] if t.ready())
+                        bar.update(len(tasks) - k - len(pending))
+                        break
+                    clock = time.monotonic()  # the next file's clock starts when this one is done
+                    bar.update(1)
+    return checked
 
 
 def uses_similar_shapes(config: GenerationConfig) -> bool:
@@ -139,14 +174,14 @@ def clean_partial(out_dir: Path) -> int:
 
 
 def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard: tuple[int, int] = (0, 1),
-               progress: bool = True) -> dict:
+               progress: bool = True, shape_timeout: float = SHAPE_TIMEOUT_S) -> dict:
     out_dir = Path(out_dir)
     for folder in ("scenes", "previews", "rejected"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     _guard_config(config, out_dir)
     cleaned = clean_partial(out_dir)
     context = mp.get_context("spawn")
-    catalogue = shape_catalogue(config, out_dir, workers, context)
+    catalogue = shape_catalogue(config, out_dir, workers, context, shape_timeout)
     pools: dict[str, list[str]] = {}
     for shape_id, entry in sorted(catalogue["usable"].items()):
         pools.setdefault(entry["split"], []).append(shape_id)

@@ -42,9 +42,13 @@ def train(config_path, features, out, sets, resume, shuffle_labels, no_eval):
     """Train (torchrun for several GPUs), then evaluate the test splits into OUT/eval."""
     from training.train import train as run
 
-    cfg = load_config(config_path, sets)
-    cfg = _with(cfg, features=features) if features else cfg
-    _echo(run(cfg, out, resume=resume, shuffle_labels=shuffle_labels, run_eval=not no_eval))
+    try:
+        cfg = load_config(config_path, sets)
+        cfg = _with(cfg, features=features) if features else cfg
+        results = run(cfg, out, resume=resume, shuffle_labels=shuffle_labels, run_eval=not no_eval)
+    except (ValueError, OSError) as err:  # bad config, features or output folder: one line, no traceback
+        raise click.ClickException(str(err)) from err
+    _echo(results)
 
 
 @main.command("eval")
@@ -65,7 +69,10 @@ def evaluate_cmd(run, checkpoint, features, out, splits, views, device):
     if bool(run) == bool(checkpoint) or not (out or run):
         raise click.UsageError("give --run, or --checkpoint and --out")
     device = _device(device)
-    model, cfg, _ = load_model(checkpoint or Path(run) / "checkpoints" / "last.pt", device)
+    try:
+        model, cfg, _ = load_model(checkpoint or Path(run) / "checkpoints" / "last.pt", device)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
     if views:
         cfg = _with(cfg, eval_views=views)
     found, cfg = open_features(features or cfg.data.features, cfg, adopt=False)
@@ -109,7 +116,10 @@ def baselines(features, out, config_path, checkpoint, splits, views, device):
     if checkpoint:
         model, cfg, _ = load_model(checkpoint, device)
     else:
-        cfg = load_config(config_path)
+        try:
+            cfg = load_config(config_path)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from err
     if views:
         cfg = _with(cfg, eval_views=views)
     found, cfg = open_features(features, cfg, adopt=model is None)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import platform
 import random
 import time
@@ -88,8 +89,18 @@ def save_checkpoint(path: Path, **state):
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, read without unpickling arbitrary objects (`weights_only`): a checkpoint from
+    an untrusted source can hold tensors and plain values, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable checkpoint of this version ({first})") from err
+
+
 def load_model(path: str | Path, device) -> tuple[OddOneOutModel, Config, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     cfg = config_from_dict(state["config"])
     model = OddOneOutModel(cfg.model)
     model.load_state_dict(state["model"])
@@ -97,7 +108,10 @@ def load_model(path: str | Path, device) -> tuple[OddOneOutModel, Config, dict]:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors and plain values, so a checkpoint loads with `weights_only=True`."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -105,7 +119,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict):
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -156,7 +171,7 @@ def train(
     if resume:
         if not checkpoint.is_file():
             raise FileNotFoundError(f"--resume: {checkpoint} does not exist")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_checkpoint(checkpoint)
         if state["config"] != dataclasses.asdict(cfg) or state["shuffle_labels"] != shuffle_labels:
             raise ValueError(f"--resume: the config differs from the one {checkpoint} was trained with")
     elif checkpoint.exists():
@@ -214,6 +229,8 @@ def train(
         if state is None:
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(LOG_COLUMNS)
+        else:
+            _truncate_log(log_path, state["step"])
 
     window = _new_window()
     tick = time.perf_counter()
@@ -291,6 +308,17 @@ def train(
         splits = {s: features.shard_urls[s] for s in eval_split_names(features, cfg.data.train_split)}
         results = evaluate(model, splits, cfg, device, out / "eval", amp)
     return results
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows a killed run logged after its last checkpoint: the resumed run logs those steps again."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0], *(row for row in rows[1:] if row and int(row[0]) <= step)]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
 
 
 def _new_window() -> dict:
