@@ -20,6 +20,7 @@ from tqdm import tqdm
 from generation.config import GenerationConfig, config_from_dict
 from generation.layout import shape_split
 from generation.reports import write_summary
+from generation.safefiles import writing
 from generation.scene_task import SceneOutcome, generate_scene, scene_id
 from generation.shape_index import INDEX_FILE, SimilarShapes, build_shape_index
 from generation.shapes.sources import make_source
@@ -31,8 +32,9 @@ SHAPE_TIMEOUT_S = 120.0  # per mesh file when the catalogue is checked; a multi-
 
 def write_json(path: Path, data) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with writing(path):
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
 
 
 def shape_spec(config: GenerationConfig) -> dict:

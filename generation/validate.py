@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from generation.cameras import project
-from generation.safepath import inside
+from generation.safefiles import inside
 from generation.scenefile import Scene, box_corners, read_scene
 
 MIN_MASK_IN_BOX = 0.99  # pooled share of instance pixels inside their projected box rectangle

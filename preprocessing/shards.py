@@ -12,7 +12,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation.safepath import inside
+from generation.safefiles import inside
 
 FORMAT_NAME = "oddbench-features"
 FORMAT_VERSION = 1

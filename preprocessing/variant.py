@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from generation.safepath import inside
+from generation.safefiles import inside
 from generation.scenefile import Scene, read_dataset, read_scene
 
 

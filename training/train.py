@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from generation.safefiles import writing
 from preprocessing.shards import load_manifest
 from training.config import Config, config_from_dict
 from training.data import scene_loader, to_device
@@ -84,9 +85,16 @@ def setup_distributed():
 
 
 def save_checkpoint(path: Path, **state):
+    """Atomically: a failed write (full disk) leaves the previous checkpoint in place and names the file."""
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with writing(path, "checkpoint"):
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+    except RuntimeError as err:  # torch's zip writer reports a failed write as a RuntimeError
+        raise OSError(f"{path}: cannot write the checkpoint ({err})") from err
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -225,9 +233,10 @@ def train(
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
             "features": {"root": str(features.root), "samples": features.samples},
         }
-        (out / "config.json").write_text(json.dumps(run, indent=1))
+        with writing(out / "config.json"):
+            (out / "config.json").write_text(json.dumps(run, indent=1))
         if state is None:
-            with open(log_path, "w", newline="") as f:
+            with writing(log_path), open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(LOG_COLUMNS)
         else:
             _truncate_log(log_path, state["step"])
@@ -295,7 +304,8 @@ def train(
                 shuffle_labels=shuffle_labels,
                 rng=_rng_state(),
             )
-            plot_log(log_path, out / "curves.png")
+            with writing(out / "curves.png"):
+                plot_log(log_path, out / "curves.png")
         if max_steps is not None and step >= max_steps:
             break
 
@@ -316,7 +326,7 @@ def _truncate_log(path: Path, step: int) -> None:
         rows = list(csv.reader(f))
     kept = [rows[0], *(row for row in rows[1:] if row and int(row[0]) <= step)]
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with writing(path), open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
     os.replace(tmp, path)
 
@@ -339,5 +349,5 @@ def _log_row(path: Path, window: dict, step: int, epoch: int, lr: float, seconds
         "objects_per_s": window["objects"] / seconds,
         "time_s": seconds,
     }
-    with open(path, "a", newline="") as f:
+    with writing(path), open(path, "a", newline="") as f:
         csv.writer(f).writerow([row[c] for c in LOG_COLUMNS])
