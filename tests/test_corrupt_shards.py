@@ -4,6 +4,7 @@ cheap size check cannot: flipped bytes, missing or foreign members, counts that 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -22,6 +24,8 @@ from preprocessing.shards import ManifestMismatch, load_manifest, verify_shards
 from training.cli import main as training_cli
 from training.config import load_config
 from training.data import scene_loader
+from training.train import read_checkpoint
+from training.train import train as run_training
 
 torch.set_num_threads(1)
 
@@ -173,3 +177,35 @@ def test_a_broken_training_config_file_is_one_line_naming_it(features, config_fi
         bad.write_text(text)
         lines = error_lines(train(features, bad, tmp_path / "run"))
         assert len(lines) == 1 and str(bad) in lines[0] and message in lines[0], lines
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------------------
+def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": {}, "config": Payload()}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"last\.pt: not a readable checkpoint"):
+        read_checkpoint(tmp_path / "last.pt")
+    assert not marker.exists()
+    result = CliRunner().invoke(training_cli, ["eval", "--checkpoint", str(tmp_path / "last.pt"),
+                                               "--out", str(tmp_path / "eval")])
+    assert len(error_lines(result)) == 1 and not marker.exists()
+
+
+def test_a_checkpoint_of_the_previous_version_still_resumes(features, config_file, tmp_path):
+    """Before checkpoints were read without pickle, numpy's RNG state was stored as a numpy array."""
+    cfg = dataclasses.replace(load_config(config_file), data=dataclasses.replace(load_config(config_file).data,
+                                                                                  features=str(features)))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2))
+    run_training(cfg, tmp_path / "run", run_eval=False, max_steps=2)
+    path = tmp_path / "run/checkpoints/last.pt"
+    state = read_checkpoint(path)
+    name, key, pos, has_gauss, gauss = state["rng"]["numpy"]
+    state["rng"]["numpy"] = (name, key.numpy().astype(np.uint32), pos, has_gauss, gauss)
+    torch.save(state, path)
+    run_training(cfg, tmp_path / "run", resume=True, run_eval=False)
+    assert read_checkpoint(path)["epoch"] == 2

@@ -97,11 +97,16 @@ def save_checkpoint(path: Path, **state):
         tmp.unlink(missing_ok=True)
 
 
+# what checkpoints written before RNG states became tensors hold besides them: numpy's uint32 MT19937 key
+OLD_CHECKPOINT_GLOBALS = [np.array(0).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint's contents, read without unpickling arbitrary objects (`weights_only`): a checkpoint from
-    an untrusted source can hold tensors and plain values, never code."""
+    an untrusted source can hold tensors and plain values (and older ones a uint32 numpy array), never code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(OLD_CHECKPOINT_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: not a readable checkpoint of this version ({first})") from err
@@ -128,7 +133,8 @@ def _rng_state() -> dict:
 def _set_rng_state(state: dict):
     random.setstate(state["python"])
     name, key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    key = key.numpy() if torch.is_tensor(key) else key  # a numpy array in checkpoints of earlier versions
+    np.random.set_state((name, key.astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
