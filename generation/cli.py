@@ -26,13 +26,13 @@ def main() -> None:
               help="Seconds each mesh file may take to load when the shapes are checked; slower ones are skipped.")
 def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout) -> None:
     """Generate (or resume) the scenes of a variant."""
-    from generation.runner import parse_shard, run_scenes
+    from generation.runner import WorkerDied, parse_shard, run_scenes
 
     try:
         config = load_config(config_path, list(overrides))
         report = run_scenes(config, Path(out_dir), workers=workers, shard=parse_shard(shard),
                             shape_timeout=shape_timeout)
-    except (ValueError, OSError) as err:  # bad config or input, unwritable or full output folder: one line
+    except (ValueError, OSError, WorkerDied) as err:  # bad input, a full disk, a dead worker: one line
         raise click.ClickException(str(err)) from err
     seconds = report["seconds"]
     click.echo(f"done {report['done_this_run']} (already done {report['already_done']}), "
@@ -50,7 +50,10 @@ def index(variant) -> None:
     """Rebuild index.json and splits.json from the scene files (e.g. after sharded jobs)."""
     from generation.runner import write_index
 
-    result = write_index(Path(variant))
+    try:
+        result = write_index(Path(variant))
+    except (ValueError, OSError) as err:  # a damaged scene file or an unwritable folder: one line naming it
+        raise click.ClickException(str(err)) from err
     click.echo(json.dumps(result["counts"]))
 
 

@@ -12,6 +12,8 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
@@ -77,10 +79,21 @@ def _check_shape(shape_id: str) -> dict:
 
 
 # ---- driver side -------------------------------------------------------------------------------------------
-def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
-          tasks_per_worker: int | None = SCENES_PER_WORKER):
-    return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads),
-                        maxtasksperchild=tasks_per_worker)
+class WorkerDied(RuntimeError):
+    """A worker process ended without a result (a crash, the OOM killer): the run stops instead of waiting."""
+
+
+def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
+    """Workers for checking shapes: kept for the whole check, so no file's clock runs while one starts up."""
+    return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads))
+
+
+def _executor(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
+    """Workers for scenes, replaced every SCENES_PER_WORKER scenes. Unlike multiprocessing.Pool, which silently
+    loses the task of a worker that dies and then waits forever, the executor reports the death."""
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(config.to_dict(), str(out_dir), pools, threads),
+                               max_tasks_per_child=SCENES_PER_WORKER)
 
 
 def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context,
@@ -124,8 +137,7 @@ def _check_shapes(context, workers, config, out_dir, ids, source, timeout: float
     pending = list(ids)
     with tqdm(total=len(ids), desc="checking shapes", unit="shape", dynamic_ncols=True) as bar:
         while pending:
-            # workers are kept (not replaced every few tasks), so no file's clock runs while one starts up
-            with _pool(context, workers, config, out_dir, {}, 1, tasks_per_worker=None) as pool:
+            with _pool(context, workers, config, out_dir, {}, 1) as pool:
                 pool.apply(_noop)
                 tasks = [(shape_id, pool.apply_async(_check_shape, (shape_id,))) for shape_id in pending]
                 pending, clock = [], time.monotonic()
@@ -198,10 +210,10 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     outcomes: list[SceneOutcome] = []
     start = time.perf_counter()
     if todo:
-        with _pool(context, workers, config, out_dir, pools, threads) as pool, tqdm(
+        with _executor(context, workers, config, out_dir, pools, threads) as executor, tqdm(
             total=len(todo), desc="scenes", unit="scene", disable=not progress, dynamic_ncols=True
         ) as bar:
-            for outcome in pool.imap_unordered(_run_scene, todo):
+            for outcome in _outcomes(executor, todo):
                 if outcome.status == "rejected":
                     write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
                 outcomes.append(outcome)
@@ -216,6 +228,19 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     write_index(out_dir)
     write_summary(out_dir)
     return report
+
+
+def _outcomes(executor: ProcessPoolExecutor, todo: list[int]):
+    """Scene outcomes as they finish; a worker's death ends the run with the scenes still unfinished named."""
+    futures = {executor.submit(_run_scene, index): index for index in todo}
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool as err:
+        unfinished = sorted(scene_id(i) for f, i in futures.items() if not f.done() or f.exception() is not None)
+        raise WorkerDied(f"a worker process died (crashed, or killed e.g. for lack of memory) with "
+                         f"{len(unfinished)} scene(s) unfinished, first {unfinished[0]}; finished scenes are kept, "
+                         f"rerun the same command to resume") from err
 
 
 def _guard_config(config: GenerationConfig, out_dir: Path) -> None:

@@ -80,17 +80,27 @@ def attrs_digest(attrs) -> str:
 
 
 def write_scene(path: str | os.PathLike, scene: Scene) -> None:
-    """Write atomically: into `<path>.tmp`, then rename."""
+    """Write atomically: into `<path>.tmp`, then rename.
+
+    The file is built in memory and written with plain file I/O: HDF5 failing to write to a full disk can crash
+    the process (a segfault while h5py closes its objects), where a failed `write` is an OSError naming the file.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     view_chunks = (1, *scene.rgb.shape[1:3])
+    with h5py.File(tmp, "w", driver="core", backing_store=False, track_order=True) as f:
+        _write_contents(f, scene, view_chunks)
+        f.flush()
+        image = f.id.get_file_image()
     try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            _write_contents(f, scene, view_chunks)
+        with open(tmp, "wb") as out:
+            out.write(image)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
     except OSError as err:  # a full disk or a lost folder: say which file, keep no half-written one
         tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"{path}: cannot write the scene file ({err})") from err
+        raise OSError(err.errno, f"{path}: cannot write the scene file ({err.strerror or err})") from err
 
 
 def _write_contents(f: h5py.File, scene: Scene, view_chunks: tuple[int, ...]) -> None:

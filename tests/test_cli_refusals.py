@@ -12,6 +12,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,26 @@ def test_an_unwritable_generation_output_folder_is_one_line_naming_it(tmp_path):
                                                            "--set", "n_scenes=1"]))
     assert len(lines) == 1 and str(blocker) in lines[0] and "Not a directory" in lines[0]
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_full_disk_while_writing_a_scene_names_it_and_keeps_finished_files(tmp_path):
+    """HDF5 failing to write crashed the worker (segfault) and left the run waiting forever; now the scene file
+    is written with plain file I/O and the run ends with one line."""
+    out = tmp_path / "variant"
+    tiny = ["n_scenes=2", "cameras.views=2", "cameras.width=32", "cameras.height=32", "render.samples=2",
+            "render.preset='draft'", "shapes.instances_per_category=2"]
+    command = [sys.executable, "-m", "generation", "scenes", "--config", DEMO, "--out", str(out),
+               *[a for s in tiny for a in ("--set", s)]]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    (out / "scenes/scene_000001.h5").unlink()  # one scene still to make (as after a kill)
+    before = {k: v for k, v in digests(out).items() if not k.startswith(".work")}
+    limit = (out / "scenes/scene_000000.h5").stat().st_size // 2
+    failed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, preexec_fn=limited(limit),
+                            timeout=600)
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr, failed.stderr
+    assert len(lines) == 1 and f"{out / 'scenes/scene_000001.h5'}: cannot write the scene file" in lines[0]
+    assert {k: v for k, v in digests(out).items() if not k.startswith(".work")} == before
 
 
 # ---- preprocessing ---------------------------------------------------------------------------------------------
@@ -179,3 +200,30 @@ def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(config_
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)  # space again: the resume finishes
     assert read_checkpoint(checkpoint)["epoch"] == 2
     assert json.loads((run / "config.json").read_text())["steps_per_epoch"] == 2
+
+
+def test_a_worker_killed_mid_scene_ends_the_run_with_one_line_instead_of_a_hang(tmp_path):
+    """The OOM killer or a crash in Blender ends a worker: multiprocessing.Pool waited forever for its scene."""
+    import psutil
+
+    out = tmp_path / "variant"
+    tiny = ["n_scenes=3", "cameras.views=2", "cameras.width=32", "cameras.height=32", "render.samples=2",
+            "render.preset='draft'", "shapes.instances_per_category=2"]
+    command = [sys.executable, "-m", "generation", "scenes", "--config", DEMO, "--out", str(out),
+               *[a for s in tiny for a in ("--set", s)]]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not list((out / "scenes").glob("*.h5")):
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    assert workers and process.poll() is None, "the kill should land while scenes are being made"
+    for worker in workers:
+        worker.kill()
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert process.returncode != 0 and "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and "a worker process died" in lines[0] and "rerun the same command" in lines[0]
+    finished = {p.name for p in (out / "scenes").glob("*.h5")}
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
+    made = {p.name for p in (out / "scenes").glob("*.h5")} | {f"{p.stem}.h5" for p in (out / "rejected").glob("*.json")}
+    assert finished < made and len(made) == 3
