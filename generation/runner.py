@@ -89,11 +89,11 @@ def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools:
 
 
 def _executor(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
-    """Workers for scenes, replaced every SCENES_PER_WORKER scenes. Unlike multiprocessing.Pool, which silently
-    loses the task of a worker that dies and then waits forever, the executor reports the death."""
+    """Workers for scenes. Unlike multiprocessing.Pool, which silently loses the task of a worker that dies and
+    then waits forever, the executor reports the death. (Its `max_tasks_per_child` deadlocks on Python 3.11-3.13,
+    CPython gh-115634, so workers are renewed by starting a fresh executor per batch instead.)"""
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(config.to_dict(), str(out_dir), pools, threads),
-                               max_tasks_per_child=SCENES_PER_WORKER)
+                               initargs=(config.to_dict(), str(out_dir), pools, threads))
 
 
 def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context,
@@ -210,10 +210,8 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     outcomes: list[SceneOutcome] = []
     start = time.perf_counter()
     if todo:
-        with _executor(context, workers, config, out_dir, pools, threads) as executor, tqdm(
-            total=len(todo), desc="scenes", unit="scene", disable=not progress, dynamic_ncols=True
-        ) as bar:
-            for outcome in _outcomes(executor, todo):
+        with tqdm(total=len(todo), desc="scenes", unit="scene", disable=not progress, dynamic_ncols=True) as bar:
+            for outcome in _outcomes(context, workers, config, out_dir, pools, threads, todo):
                 if outcome.status == "rejected":
                     write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
                 outcomes.append(outcome)
@@ -230,17 +228,23 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     return report
 
 
-def _outcomes(executor: ProcessPoolExecutor, todo: list[int]):
-    """Scene outcomes as they finish; a worker's death ends the run with the scenes still unfinished named."""
-    futures = {executor.submit(_run_scene, index): index for index in todo}
-    try:
-        for future in as_completed(futures):
-            yield future.result()
-    except BrokenProcessPool as err:
-        unfinished = sorted(scene_id(i) for f, i in futures.items() if not f.done() or f.exception() is not None)
-        raise WorkerDied(f"a worker process died (crashed, or killed e.g. for lack of memory) with "
-                         f"{len(unfinished)} scene(s) unfinished, first {unfinished[0]}; finished scenes are kept, "
-                         f"rerun the same command to resume") from err
+def _outcomes(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
+              todo: list[int]):
+    """Scene outcomes as they finish, in batches of SCENES_PER_WORKER scenes per worker, each batch on fresh
+    workers so memory cannot creep up; a worker's death ends the run naming the scenes still unfinished."""
+    batch = workers * SCENES_PER_WORKER
+    for start in range(0, len(todo), batch):
+        with _executor(context, workers, config, out_dir, pools, threads) as executor:
+            futures = {executor.submit(_run_scene, index): index for index in todo[start:start + batch]}
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BrokenProcessPool as err:
+                unfinished = sorted(i for f, i in futures.items() if not f.done() or f.exception() is not None)
+                unfinished += todo[start + batch:]
+                raise WorkerDied(f"a worker process died (crashed, or killed e.g. for lack of memory) with "
+                                 f"{len(unfinished)} scene(s) unfinished, first {scene_id(unfinished[0])}; finished "
+                                 f"scenes are kept, rerun the same command to resume") from err
 
 
 def _guard_config(config: GenerationConfig, out_dir: Path) -> None:

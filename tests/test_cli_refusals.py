@@ -227,3 +227,15 @@ def test_a_worker_killed_mid_scene_ends_the_run_with_one_line_instead_of_a_hang(
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
     made = {p.name for p in (out / "scenes").glob("*.h5")} | {f"{p.stem}.h5" for p in (out / "rejected").glob("*.json")}
     assert finished < made and len(made) == 3
+
+
+def test_scene_workers_are_renewed_in_batches_and_every_scene_is_made(tmp_path, monkeypatch):
+    """Batches of fresh workers replace `max_tasks_per_child`, which deadlocks on Python 3.11 (CPython gh-115634)."""
+    from generation.config import load_config as load_generation_config
+    from generation.runner import run_scenes
+
+    monkeypatch.setattr("generation.runner.SCENES_PER_WORKER", 2)
+    tiny = ["n_scenes=5", "cameras.views=2", "cameras.width=32", "cameras.height=32", "render.samples=2",
+            "render.preset='draft'", "shapes.instances_per_category=2"]
+    report = run_scenes(load_generation_config(DEMO, tiny), tmp_path / "variant", progress=False)
+    assert report["done_this_run"] + len(report["rejected_this_run"]) == 5
