@@ -97,6 +97,9 @@ def test_a_truncated_shard_is_refused_before_training_and_named_by_verify(copy, 
     assert not (tmp_path / "run" / "checkpoints").exists()
     verify = CliRunner().invoke(preprocessing_cli, ["verify", str(copy)])
     assert verify.exit_code == 1 and f"{shard}: size or sha256 differs" in verify.output
+    baselines = CliRunner().invoke(training_cli, ["baselines", "--features", str(copy), "--config", str(config_file),
+                                                  "--out", str(tmp_path / "baselines")])
+    assert len(error_lines(baselines)) == 1 and "train-000001.tar: 3000 bytes" in error_lines(baselines)[0]
 
 
 def test_a_flipped_byte_is_found_by_verify(copy):
