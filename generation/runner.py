@@ -147,7 +147,8 @@ def _check_shapes(context, workers, config, out_dir, ids, source, timeout: float
                     except mp.TimeoutError:
                         checked[shape_id] = {"shape_id": shape_id, "ok": False, "reason": (
                             f"{source.path(shape_id)}: not loaded within the time limit of {timeout:g} s per "
-                            f"file (hung or crashed the loader)")}
+                            f"file (hung or crashed the loader); the check is kept in shapes.json, so a larger "
+                            f"--shape-timeout applies to a new --out folder")}
                         pending = [s for s, t in tasks[k + 1:] if not t.ready()]
                         checked.update((s, t.get()) for s, t in tasks[k + 1:] if t.ready())
                         bar.update(len(tasks) - k - len(pending))
