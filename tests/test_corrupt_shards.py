@@ -117,8 +117,9 @@ def test_a_sample_missing_a_member_is_named_by_verify_and_training(copy, config_
     cfg = load_config(config_file)
     with pytest.raises(ValueError, match=rf"{shard}: sample 'train_000001': lacks \['labels.npy'\]"):
         list(scene_loader([str(shard)], cfg.data, train=False))
-    result = train(copy, config_file, tmp_path / "run")
-    assert len(error_lines(result)) == 1 and "lacks ['labels.npy']" in error_lines(result)[0]
+    for workers in (0, 1):  # in a DataLoader worker too, where torch wraps the error in the worker's traceback
+        result = train(copy, config_file, tmp_path / f"run{workers}", f"data.num_workers={workers}")
+        assert len(error_lines(result)) == 1 and "lacks ['labels.npy']" in error_lines(result)[0], result.output
 
 
 def test_a_pickle_member_is_refused_and_never_unpickled(copy, config_file, tmp_path):

@@ -34,7 +34,10 @@ def _refusals():
     try:
         yield
     except (ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from err
+        text = str(err).strip()
+        if "Original Traceback" in text:  # raised in a DataLoader worker: torch prepends the worker's traceback
+            text = text.splitlines()[-1]
+        raise click.ClickException(text) from err
 
 
 def _device(name: str | None) -> torch.device:
