@@ -1,5 +1,5 @@
-"""SIGKILL at (seeded) random moments of `features` and `train`, then the same command again: the final files are
-those of an uninterrupted run. (`scenes` is killed and resumed in test_generation.py.)"""
+"""SIGKILL at (seeded) random moments of `scenes`, `features` and `train`, then the same command again: the final
+files are those of an uninterrupted run. (test_generation.py also kills `scenes` right after its first scene.)"""
 
 from __future__ import annotations
 
@@ -37,6 +37,32 @@ def kill_when(command: list[str], ready, delay: float) -> None:
 
 def file_bytes(folder: Path, pattern: str) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.glob(pattern))}
+
+
+def test_scenes_killed_at_random_moments_resume_to_the_same_files(tmp_path):
+    """Kills land anywhere: while shapes are catalogued, variants banked, scenes rendered or reports written."""
+    tiny = ["n_scenes=3", "cameras.views=2", "cameras.width=32", "cameras.height=32", "render.samples=2",
+            "render.preset='draft'", "shapes.instances_per_category=2"]
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "generation", "scenes", "--config", str(REPO / "assets/configs/demo.toml"),
+                "--out", str(out), *[a for item in tiny for a in ("--set", item)]]
+
+    straight = tmp_path / "straight"
+    start = time.time()
+    subprocess.run(command(straight), cwd=REPO, check=True, capture_output=True)
+    seconds = time.time() - start
+    rng = random.Random(0)
+    killed = tmp_path / "killed"
+    made = []
+    for _ in range(2):
+        kill_when(command(killed), lambda: True, rng.uniform(0.2, 0.8) * seconds)
+        made.append(len(list(killed.glob("scenes/*.h5"))) + len(list(killed.glob("rejected/*.json"))))
+    assert made[0] < 3, "the first kill lands before a run's full duration"
+    subprocess.run(command(killed), cwd=REPO, check=True, capture_output=True)
+    for pattern in ("scenes/*", "previews/*", "rejected/*", "bank/*/*", "shapes.json", "splits.json"):
+        assert file_bytes(killed, pattern) == file_bytes(straight, pattern), pattern
+    assert not list(killed.rglob("*.tmp"))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
