@@ -18,6 +18,7 @@ import numpy as np
 import trimesh
 
 from generation.anomalies import TYPE_CODES, AnomalyRejected, AnomalyResult, SimilarShapeAnomaly, get_generator
+from generation.safefiles import writing
 from generation.shapes.types import MaterialSpec, Part, Shape
 
 
@@ -66,7 +67,7 @@ def _store(path: Path, result: AnomalyResult) -> None:
 def _write_npz(path: Path, arrays: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with writing(path), open(tmp, "wb") as f:
         np.savez(f, **arrays)
     os.replace(tmp, path)
 

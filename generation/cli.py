@@ -22,14 +22,17 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, help="Local worker processes (Blender sessions).")
 @click.option("--shard", default="0/1", show_default=True, help="Generate only scenes with index % N == i.")
 @click.option("--set", "overrides", multiple=True, help="Override a config value, e.g. --set n_scenes=4.")
-def scenes(config_path, out_dir, workers, shard, overrides) -> None:
+@click.option("--shape-timeout", default=120.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds each mesh file may take to load when the shapes are checked; slower ones are skipped.")
+def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout) -> None:
     """Generate (or resume) the scenes of a variant."""
-    from generation.runner import parse_shard, run_scenes
+    from generation.runner import WorkerDied, parse_shard, run_scenes
 
     try:
         config = load_config(config_path, list(overrides))
-        report = run_scenes(config, Path(out_dir), workers=workers, shard=parse_shard(shard))
-    except ValueError as err:
+        report = run_scenes(config, Path(out_dir), workers=workers, shard=parse_shard(shard),
+                            shape_timeout=shape_timeout)
+    except (ValueError, OSError, WorkerDied) as err:  # bad input, a full disk, a dead worker: one line
         raise click.ClickException(str(err)) from err
     seconds = report["seconds"]
     click.echo(f"done {report['done_this_run']} (already done {report['already_done']}), "
@@ -47,7 +50,10 @@ def index(variant) -> None:
     """Rebuild index.json and splits.json from the scene files (e.g. after sharded jobs)."""
     from generation.runner import write_index
 
-    result = write_index(Path(variant))
+    try:
+        result = write_index(Path(variant))
+    except (ValueError, OSError) as err:  # a damaged scene file or an unwritable folder: one line naming it
+        raise click.ClickException(str(err)) from err
     click.echo(json.dumps(result["counts"]))
 
 
@@ -62,6 +68,9 @@ def validate(variant) -> None:
         click.echo(problem, err=True)
     click.echo(f"{report.scenes} scenes, {len(report.problems)} problems, "
                f"{report.boxes.share:.4%} of instance pixels inside their projected boxes")
+    if report.without_checksums:
+        click.echo(f"{report.without_checksums} scene(s) of schema version 1 carry no checksums: their contents "
+                   "could only be checked against the contract", err=True)
     sys.exit(0 if report.ok else 1)
 
 

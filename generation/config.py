@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,21 +95,46 @@ class GenerationConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _checked(value, hint, where: str):
+    """`value` as the field's declared type, or a ValueError naming the key: a string where a number belongs
+    must fail when the config is read, not as a TypeError in a worker an hour later."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return value  # kept as written: converting would change the digest of existing variants' configs
+    if hint in (int, float, str, bool):
+        if isinstance(value, hint) and (hint is bool or not isinstance(value, bool)):
+            return value
+        raise ValueError(f"{where}: expected {_TYPE_NAMES[hint]}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected an array, got {value!r}")
+        if origin is tuple and args[-1] is not Ellipsis and len(value) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
+        items = [_checked(v, args[0], where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a table, got {value!r}")
+        return {k: _checked(v, args[1], f"{where}.{k}") for k, v in value.items()} if args else value
+    return value
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
 def _build(cls, data: dict, where: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in known:
             raise ValueError(f"{where}: unknown key {key!r}; expected one of {sorted(known)}")
-        default = getattr(cls(), key)
-        if dataclasses.is_dataclass(default):
+        if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key}: expected a table")
-            value = _build(type(default), value, f"{where}.{key}")
-        elif isinstance(default, tuple):
-            value = tuple(value)
-            if len(value) != len(default):
-                raise ValueError(f"{where}.{key}: expected {len(default)} values")
+                raise ValueError(f"{where}.{key}: expected a table, got {value!r}")
+            value = _build(hints[key], value, f"{where}.{key}")
+        else:
+            value = _checked(value, hints[key], f"{where}.{key}")
         kwargs[key] = value
     return cls(**kwargs)
 

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from generation.cameras import project
+from generation.safefiles import writing
 from generation.scenefile import Scene, box_corners
 
 BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
@@ -38,5 +39,6 @@ def preview_image(scene: Scene, n_views: int = 5) -> Image.Image:
 def write_preview(path: Path, scene: Scene) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    preview_image(scene).save(tmp, format="JPEG", quality=90)
-    os.replace(tmp, path)
+    with writing(path):
+        preview_image(scene).save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, path)

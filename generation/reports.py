@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from generation.safefiles import writing
 from generation.scenefile import Scene, read_scene
 
 CROP_PX = 128  # height of each crop in a gallery image
@@ -78,8 +79,9 @@ def write_summary(out_dir: Path) -> dict:
         "gallery": gallery,
     }
     tmp = out_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(out_dir / "summary.json")
+    with writing(out_dir / "summary.json"):
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(out_dir / "summary.json")
     return summary
 
 
@@ -137,5 +139,6 @@ def _crop(rgb: np.ndarray, mask: np.ndarray, margin: int = 2) -> np.ndarray:
 
 def _save_png(image: np.ndarray, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
+    with writing(path):
+        Image.fromarray(image).save(tmp, format="PNG")
+        tmp.replace(path)

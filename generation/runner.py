@@ -13,6 +13,8 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,18 +23,21 @@ from tqdm import tqdm
 from generation.config import GenerationConfig, config_from_dict
 from generation.layout import shape_split
 from generation.reports import write_summary
+from generation.safefiles import writing
 from generation.scene_task import SceneOutcome, generate_scene, scene_id
 from generation.shape_index import INDEX_FILE, SimilarShapes, build_shape_index
 from generation.shapes.sources import make_source
 from generation.shapes.types import ShapeError
 
 SCENES_PER_WORKER = 10  # a worker process is replaced after this many scenes, so memory cannot creep up
+SHAPE_TIMEOUT_S = 120.0  # per mesh file when the catalogue is checked; a multi-million-face file takes ~10 s
 
 
 def write_json(path: Path, data) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with writing(path):
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
 
 
 def shape_spec(config: GenerationConfig) -> dict:
@@ -77,11 +82,22 @@ def _check_shape(shape_id: str) -> dict:
 
 
 # ---- driver side -------------------------------------------------------------------------------------------
-def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
-          views_done=None):
-    return context.Pool(workers, initializer=_init_worker,
-                        initargs=(config.to_dict(), str(out_dir), pools, threads, views_done),
-                        maxtasksperchild=SCENES_PER_WORKER)
+class WorkerDied(RuntimeError):
+    """A worker process ended without a result (a crash, the OOM killer): the run stops instead of waiting."""
+
+
+def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
+    """Workers for checking shapes: kept for the whole check, so no file's clock runs while one starts up."""
+    return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads))
+
+
+def _executor(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
+              views_done=None):
+    """Workers for scenes. Unlike multiprocessing.Pool, which silently loses the task of a worker that dies and
+    then waits forever, the executor reports the death. (Its `max_tasks_per_child` deadlocks on Python 3.11-3.13,
+    CPython gh-115634, so workers are renewed by starting a fresh executor per batch instead.)"""
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(config.to_dict(), str(out_dir), pools, threads, views_done))
 
 
 def _follow_views(views_done, bar: tqdm) -> None:
@@ -90,7 +106,8 @@ def _follow_views(views_done, bar: tqdm) -> None:
         bar.update(1)
 
 
-def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context) -> dict:
+def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, context,
+                    timeout: float = SHAPE_TIMEOUT_S) -> dict:
     """Every shape with its split, or the reason it is unusable. Cached in `shapes.json`."""
     path = out_dir / "shapes.json"
     if path.exists():
@@ -100,23 +117,55 @@ def shape_catalogue(config: GenerationConfig, out_dir: Path, workers: int, conte
     source = make_source(shape_spec(config))
     ids = source.shape_ids()
     if config.shapes.kind == "builtin":
-        checked = [{"shape_id": s, "ok": True} for s in ids]
+        checked = {s: {"shape_id": s, "ok": True} for s in ids}
     else:
-        with _pool(context, workers, config, out_dir, {}, 1) as pool:
-            checked = list(tqdm(pool.imap(_check_shape, ids), total=len(ids), desc="checking shapes",
-                                unit="shape", dynamic_ncols=True))
+        checked = _check_shapes(context, workers, config, out_dir, ids, source, timeout)
     catalogue = {"config_digest": config.digest(), "usable": {}, "skipped": {}}
-    for entry in checked:
+    for shape_id in ids:
+        entry = checked[shape_id]
         if entry["ok"]:
-            category = source.category(entry["shape_id"])
-            catalogue["usable"][entry["shape_id"]] = {
-                "category": category, "split": shape_split(entry["shape_id"], category, config),
+            category = source.category(shape_id)
+            catalogue["usable"][shape_id] = {
+                "category": category, "split": shape_split(shape_id, category, config),
                 "notes": entry.get("notes", []),
             }
         else:
-            catalogue["skipped"][entry["shape_id"]] = entry["reason"]
+            catalogue["skipped"][shape_id] = entry["reason"]
     write_json(path, catalogue)
     return catalogue
+
+
+def _noop() -> None:
+    """A task that returns once a worker is up (its initializer done), so no file's clock runs during start-up."""
+
+
+def _check_shapes(context, workers, config, out_dir, ids, source, timeout: float) -> dict[str, dict]:
+    """Load every shape once in worker processes. A file gets at least `timeout` seconds: one that hangs its
+    parser or kills its worker (a crash, the OOM killer) is skipped with that reason, and a fresh pool checks
+    the rest, so one file can neither stall nor end the run."""
+    checked: dict[str, dict] = {}
+    pending = list(ids)
+    with tqdm(total=len(ids), desc="checking shapes", unit="shape", dynamic_ncols=True) as bar:
+        while pending:
+            with _pool(context, workers, config, out_dir, {}, 1) as pool:
+                pool.apply(_noop)
+                tasks = [(shape_id, pool.apply_async(_check_shape, (shape_id,))) for shape_id in pending]
+                pending, clock = [], time.monotonic()
+                for k, (shape_id, task) in enumerate(tasks):
+                    try:
+                        checked[shape_id] = task.get(timeout=max(0.0, clock + timeout - time.monotonic()))
+                    except mp.TimeoutError:
+                        checked[shape_id] = {"shape_id": shape_id, "ok": False, "reason": (
+                            f"{source.path(shape_id)}: not loaded within the time limit of {timeout:g} s per "
+                            f"file (hung or crashed the loader); the check is kept in shapes.json, so a larger "
+                            f"--shape-timeout applies to a new --out folder")}
+                        pending = [s for s, t in tasks[k + 1:] if not t.ready()]
+                        checked.update((s, t.get()) for s, t in tasks[k + 1:] if t.ready())
+                        bar.update(len(tasks) - k - len(pending))
+                        break
+                    clock = time.monotonic()  # the next file's clock starts when this one is done
+                    bar.update(1)
+    return checked
 
 
 def pools_of(catalogue: dict) -> dict[str, list[str]]:
@@ -158,14 +207,14 @@ def clean_partial(out_dir: Path) -> int:
 
 
 def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard: tuple[int, int] = (0, 1),
-               progress: bool = True) -> dict:
+               progress: bool = True, shape_timeout: float = SHAPE_TIMEOUT_S) -> dict:
     out_dir = Path(out_dir)
     for folder in ("scenes", "previews", "rejected"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     _guard_config(config, out_dir)
     cleaned = clean_partial(out_dir)
     context = mp.get_context("spawn")
-    catalogue = shape_catalogue(config, out_dir, workers, context)
+    catalogue = shape_catalogue(config, out_dir, workers, context, shape_timeout)
     pools = pools_of(catalogue)
     if uses_similar_shapes(config):
         index_shapes(config, out_dir, sorted(catalogue["usable"]), progress)
@@ -186,16 +235,15 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
         follower = threading.Thread(target=_follow_views, args=(views_done, views_bar), daemon=True)
         follower.start()
         try:
-            with _pool(context, workers, config, out_dir, pools, threads, views_done) as pool:
-                for outcome in pool.imap_unordered(_run_scene, todo):
-                    if outcome.status == "rejected":
-                        write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
-                        views_bar.total -= config.cameras.views  # a rejected scene renders no views
-                    outcomes.append(outcome)
-                    minutes = (time.perf_counter() - start) / 60
-                    scenes_bar.set_postfix(per_min=f"{len(outcomes) / max(minutes, 1e-9):.2f}",
-                                           rejected=sum(o.status == "rejected" for o in outcomes), refresh=False)
-                    scenes_bar.update(1)
+            for outcome in _outcomes(context, workers, config, out_dir, pools, threads, todo, views_done):
+                if outcome.status == "rejected":
+                    write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
+                    views_bar.total -= config.cameras.views  # a rejected scene renders no views
+                outcomes.append(outcome)
+                minutes = (time.perf_counter() - start) / 60
+                scenes_bar.set_postfix(per_min=f"{len(outcomes) / max(minutes, 1e-9):.2f}",
+                                       rejected=sum(o.status == "rejected" for o in outcomes), refresh=False)
+                scenes_bar.update(1)
         finally:
             views_done.put(None)
             follower.join(timeout=10)
@@ -208,6 +256,25 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     write_index(out_dir)
     write_summary(out_dir)
     return report
+
+
+def _outcomes(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
+              todo: list[int], views_done=None):
+    """Scene outcomes as they finish, in batches of SCENES_PER_WORKER scenes per worker, each batch on fresh
+    workers so memory cannot creep up; a worker's death ends the run naming the scenes still unfinished."""
+    batch = workers * SCENES_PER_WORKER
+    for start in range(0, len(todo), batch):
+        with _executor(context, workers, config, out_dir, pools, threads, views_done) as executor:
+            futures = {executor.submit(_run_scene, index): index for index in todo[start:start + batch]}
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BrokenProcessPool as err:
+                unfinished = sorted(i for f, i in futures.items() if not f.done() or f.exception() is not None)
+                unfinished += todo[start + batch:]
+                raise WorkerDied(f"a worker process died (crashed, or killed e.g. for lack of memory) with "
+                                 f"{len(unfinished)} scene(s) unfinished, first {scene_id(unfinished[0])}; finished "
+                                 f"scenes are kept, rerun the same command to resume") from err
 
 
 def _guard_config(config: GenerationConfig, out_dir: Path) -> None:

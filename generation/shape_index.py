@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from generation.safefiles import writing
 from generation.shapes.sources import ShapeSource
 from generation.shapes.types import Shape
 from preprocessing.prefetch import prefetch_map
@@ -116,7 +117,7 @@ def _save(path: Path, descriptors: dict[str, np.ndarray], meta: dict) -> None:
     ids = sorted(descriptors)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with writing(path), open(tmp, "wb") as f:
         np.savez(f, shape_ids=np.array(ids), descriptors=np.stack([descriptors[s] for s in ids]).astype(np.float32),
                  meta=np.array(json.dumps(meta, sort_keys=True)))
     os.replace(tmp, path)

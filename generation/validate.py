@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from generation.cameras import project
+from generation.safefiles import inside
 from generation.scenefile import Scene, box_corners, read_scene
 
 MIN_MASK_IN_BOX = 0.99  # pooled share of instance pixels inside their projected box rectangle
@@ -31,6 +32,7 @@ class ValidationReport:
     scenes: int = 0
     problems: list[str] = field(default_factory=list)
     boxes: BoxStats = field(default_factory=BoxStats)
+    without_checksums: int = 0  # scenes of schema version 1, written before checksums were recorded
 
     @property
     def ok(self) -> bool:
@@ -94,15 +96,25 @@ def validate_variant(variant: Path) -> ValidationReport:
     if not index_path.exists():
         report.problems.append(f"{index_path}: missing (run `python -m generation index {variant}`)")
         return report
-    index = json.loads(index_path.read_text())
+    try:
+        index = json.loads(index_path.read_text())
+    except json.JSONDecodeError as err:
+        report.problems.append(f"{index_path}: not valid JSON ({err})")
+        return report
     expected_views = index.get("config", {}).get("cameras", {}).get("views")
     for row in index["scenes"]:
-        path = variant / row["file"]
+        try:
+            path = inside(variant, row.get("file"), index_path)
+        except ValueError as err:
+            report.problems.append(str(err))
+            continue
         try:
             scene = read_scene(path)
-        except (ValueError, OSError, KeyError) as err:
-            report.problems.append(f"{path}: unreadable ({err})")
+        except (ValueError, OSError) as err:  # read_scene names the file and says what is wrong
+            report.problems.append(str(err) if str(path) in str(err) else f"{path}: unreadable ({err})")
             continue
+        if scene.schema_version < 2:
+            report.without_checksums += 1
         if scene.split != row["split"]:
             report.problems.append(f"{path}: split {scene.split!r}, index says {row['split']!r}")
         report.problems.extend(check_scene(scene, expected_views, report.boxes))

@@ -132,7 +132,7 @@ def features(
     )
     try:
         summary = extract_features(options)
-    except (EncoderLoadError, SettingsMismatch, ValueError) as err:
+    except (EncoderLoadError, SettingsMismatch, ValueError, OSError) as err:  # one line, no traceback
         raise click.ClickException(str(err)) from err
     manifest = summary.manifest
     counts = ", ".join(f"{split} {info['samples']}" for split, info in manifest["splits"].items())
@@ -157,7 +157,11 @@ def verify(features_dir: Path) -> None:
     """Check every shard of a feature folder against the sizes and sha256 of its manifest."""
     from preprocessing.shards import verify_shards
 
-    problems = verify_shards(features_dir)
+    try:
+        problems = verify_shards(features_dir)
+    except (ValueError, OSError, KeyError, TypeError) as err:  # an unreadable or malformed manifest
+        message = str(err) if str(features_dir) in str(err) else f"{features_dir}: {type(err).__name__}: {err}"
+        raise click.ClickException(message) from err
     for problem in problems:
         click.echo(problem, err=True)
     if problems:

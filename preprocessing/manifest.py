@@ -11,6 +11,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from generation.safefiles import writing
 from preprocessing.images import IMAGENET_MEAN, IMAGENET_STD
 from preprocessing.shardfiles import ShardPlan, read_record
 from preprocessing.shards import FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, TOKEN_LAYOUT
@@ -75,6 +76,10 @@ def build_manifest(
 def write_manifest(out: Path, manifest: dict) -> Path:
     path = out / MANIFEST_FILE
     tmp = out / f"{MANIFEST_FILE}.{os.getpid()}.tmp"  # per process: parallel jobs may write it at once
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    try:
+        with writing(path, "manifest"):
+            tmp.write_text(json.dumps(manifest, indent=1))
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write; the previous manifest stays as it was
     return path

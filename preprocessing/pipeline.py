@@ -191,14 +191,18 @@ def _write_shards(
         encoded = encode_scenes(reads, encoder, batch_size, on_views)
         for plan in todo:
             builder = ShardBuilder(options.out, plan, settings)
-            for entry in plan.entries:
-                item = next(encoded)
-                assert item.read.entry == entry, "encode_scenes must keep the input order"
-                if item.read.error is not None:
-                    builder.skip(entry, item.read.error)
-                    summary.skipped.append(builder.skipped[-1])
-                    bar.write(f"skipped {entry.scene_id} ({entry.split}): {item.read.error}", file=sys.stderr)
-                else:
-                    builder.add(scene_sample(item.read.scene, item.tokens, item.cls))
-            builder.finish()
+            try:
+                for entry in plan.entries:
+                    item = next(encoded)
+                    assert item.read.entry == entry, "encode_scenes must keep the input order"
+                    if item.read.error is not None:
+                        builder.skip(entry, item.read.error)
+                        summary.skipped.append(builder.skipped[-1])
+                        bar.write(f"skipped {entry.scene_id} ({entry.split}): {item.read.error}", file=sys.stderr)
+                    else:
+                        builder.add(scene_sample(item.read.scene, item.tokens, item.cls))
+                builder.finish()
+            except OSError as err:  # a full disk or a lost folder: name the shard, leave no partial file
+                builder.abandon()
+                raise OSError(err.errno, f"{options.out / plan.tar}: cannot write the shard ({err})") from err
             summary.written.append(plan.tar)

@@ -11,6 +11,7 @@ A `.tar` that exists is therefore finished and described by its record; anything
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -130,6 +131,14 @@ class ShardBuilder:
         self.skipped.append(
             {"scene_id": entry.scene_id, "split": entry.split, "file": str(entry.path), "reason": reason}
         )
+
+    def abandon(self) -> None:
+        """Remove the partial shard after a failed write; finished shards and records are untouched."""
+        for close in (self._tar.close, self._file.close):
+            with contextlib.suppress(OSError):  # the write failed already; closing may fail the same way
+                close()
+        self._tmp.unlink(missing_ok=True)
+        (self.out / f"{self.plan.record}.tmp").unlink(missing_ok=True)
 
     def finish(self) -> None:
         self._tar.close()

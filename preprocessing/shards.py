@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from generation.safefiles import inside
 
 FORMAT_NAME = "oddbench-features"
 FORMAT_VERSION = 1
@@ -70,14 +73,22 @@ class FeatureManifest:
         return h, w
 
 
+SAMPLE_MEMBERS = frozenset(
+    ("tokens.npy", "cls.npy", "k.npy", "kfeat.npy", "w2c.npy", "boxmin.npy", "boxmax.npy", "labels.npy",
+     "instance.npy", "meta.json")
+)
+
+
 def load_manifest(
-    root: str | Path, expect: dict | None = None, allow_incomplete: bool = False
+    root: str | Path, expect: dict | None = None, allow_incomplete: bool = False, check_files: bool = True
 ) -> FeatureManifest:
     """Read `<root>/manifest.json`, check it against `expect` and return the shard paths per split.
 
     `expect` maps any of the keys of `comparable_fields` (e.g. `encoder`, `layout`, `grid`, `token_dim`,
     `image_size`) to the value the caller was built for. Incomplete feature folders (a `--shard i/N` job still
-    running, a killed run) are refused unless `allow_incomplete`.
+    running, a killed run) are refused unless `allow_incomplete`. With `check_files`, a listed shard that is
+    missing or not the size the manifest records (truncated, replaced) is refused: a stat per shard, where
+    `verify_shards` reads every byte.
     """
     root = Path(root)
     path = root / MANIFEST_FILE
@@ -85,7 +96,10 @@ def load_manifest(
         raise FileNotFoundError(
             f"{path} not found: run `python -m preprocessing features --out {root} ...` first"
         )
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ManifestMismatch(f"{path}: not valid JSON ({err})") from err
     if manifest.get("format") != FORMAT_NAME or manifest.get("format_version") != FORMAT_VERSION:
         raise ManifestMismatch(
             f"{path}: format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
@@ -116,25 +130,80 @@ def load_manifest(
         )
     urls, samples = {}, {}
     for split, info in manifest["splits"].items():
-        urls[split] = [str(root / shard["path"]) for shard in info["shards"]]
+        urls[split] = [str(inside(root, shard["path"], path)) for shard in info["shards"]]
         samples[split] = info["samples"]
+        if sum(shard["samples"] for shard in info["shards"]) != info["samples"]:
+            raise ManifestMismatch(f"{path}: split {split!r} counts {info['samples']} samples, its shards "
+                                   f"{sum(shard['samples'] for shard in info['shards'])}")
+        if check_files:
+            _check_sizes(path, urls[split], info["shards"])
     return FeatureManifest(root, manifest, urls, samples)
 
 
+def _check_sizes(manifest_path: Path, urls: list[str], shards: list[dict]) -> None:
+    for url, shard in zip(urls, shards, strict=True):
+        size = Path(url).stat().st_size if Path(url).is_file() else None
+        if size != shard["bytes"]:
+            found = "missing" if size is None else f"{size} bytes"
+            raise ManifestMismatch(f"{url}: {found}, {manifest_path} records {shard['bytes']} bytes (truncated or "
+                                   f"replaced); check with `python -m preprocessing verify {manifest_path.parent}`")
+
+
 def verify_shards(root: str | Path) -> list[str]:
-    """Problems found when checking every listed shard's size and sha256 (an empty list means all good)."""
-    features = load_manifest(root, allow_incomplete=True)
+    """Problems found when checking every listed shard against the manifest and its record: size and sha256
+    (recorded when the shard was written), then the samples inside (count, keys, the members each must have),
+    and the PCA files. An empty list means all good; each problem is one line naming the file."""
+    features = load_manifest(root, allow_incomplete=True, check_files=False)
+    manifest_path = features.root / MANIFEST_FILE
     problems = []
     for info in features.data["splits"].values():
         for shard in info["shards"]:
-            path = features.root / shard["path"]
+            path = inside(features.root, shard["path"], manifest_path)
             if not path.is_file():
                 problems.append(f"{path}: missing")
                 continue
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda f=f: f.read(1 << 24), b""):
-                    digest.update(block)
-            if path.stat().st_size != shard["bytes"] or digest.hexdigest() != shard["sha256"]:
-                problems.append(f"{path}: size or sha256 differs from the manifest")
+            if path.stat().st_size != shard["bytes"] or _sha256(path) != shard["sha256"]:
+                problems.append(f"{path}: size or sha256 differs from the manifest (corrupted or replaced)")
+                continue
+            record_path = path.with_suffix(".json")
+            record = json.loads(record_path.read_text()) if record_path.is_file() else None
+            if record is not None and record.get("sha256") != shard["sha256"]:
+                problems.append(f"{record_path}: sha256 differs from {manifest_path}")
+            problems += _sample_problems(path, shard["samples"], record["keys"] if record else None)
+    pca = features.data.get("pca")
+    for relative, digest in (pca or {}).get("sha256", {}).items():
+        path = inside(features.root, relative, manifest_path)
+        if not path.is_file() or _sha256(path) != digest:
+            problems.append(f"{path}: missing, or sha256 differs from the manifest")
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sample_problems(path: Path, samples: int, keys: list[str] | None) -> list[str]:
+    """What is wrong with the samples of one shard: its member names are read, nothing is unpacked."""
+    members: dict[str, set[str]] = {}
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, _, suffix = member.name.partition(".")
+                members.setdefault(key, set()).add(suffix)
+    except tarfile.TarError as err:
+        return [f"{path}: not a readable tar file ({err})"]
+    problems = []
+    if len(members) != samples:
+        problems.append(f"{path}: {len(members)} samples, the manifest records {samples}")
+    if keys is not None and list(members) != keys:
+        problems.append(f"{path}: sample keys differ from its record {path.with_suffix('.json').name}")
+    for key, found in members.items():
+        if found != SAMPLE_MEMBERS:
+            missing, extra = sorted(SAMPLE_MEMBERS - found), sorted(found - SAMPLE_MEMBERS)
+            problems.append(f"{path}: sample {key!r} " + "; ".join(
+                [f"lacks {', '.join(missing)}"] * bool(missing) + [f"has unexpected {', '.join(extra)}"] * bool(extra)))
     return problems

@@ -15,7 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from generation.scenefile import Scene, read_scene
+from generation.safefiles import inside
+from generation.scenefile import Scene, read_dataset, read_scene
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def open_variant(root: str | Path) -> Variant:
     listing = {}
     for split in sorted(split_ids):
         listing[split] = [
-            SceneEntry(scene_id, split, root / rows.get(scene_id, {}).get("file", f"scenes/{scene_id}.h5"))
+            SceneEntry(scene_id, split, inside(root, rows[scene_id]["file"], root / "index.json") if scene_id in rows
+                       else inside(root, f"scenes/{scene_id}.h5", root / "splits.json"))
             for scene_id in sorted(set(split_ids[split]))
         ]
     index = index or {}
@@ -114,8 +116,8 @@ def read_entry(entry: SceneEntry) -> SceneRead:
     try:
         scene = read_scene(entry.path, views=False)  # metadata, with the schema check
         with h5py.File(entry.path, "r") as f:
-            scene.rgb = f["views/rgb"][()]
-            scene.instance = f["views/instance"][()]
+            scene.rgb = read_dataset(f, "views/rgb", entry.path)
+            scene.instance = read_dataset(f, "views/instance", entry.path)
     except Exception as err:  # a truncated or corrupted HDF5 file can fail with any h5py/numpy error type
         return SceneRead(entry, error=f"unreadable: {type(err).__name__}: {err}")
     problem = _inconsistency(entry, scene)

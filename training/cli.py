@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -26,6 +27,19 @@ def _with(cfg, **data):
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data))
 
 
+@contextmanager
+def _refusals():
+    """Bad configs, features, checkpoints or output folders end a command with one line naming the file or key,
+    not a traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        text = str(err).strip()
+        if "Original Traceback" in text:  # raised in a DataLoader worker: torch prepends the worker's traceback
+            text = text.splitlines()[-1]
+        raise click.ClickException(text) from err
+
+
 def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -42,9 +56,11 @@ def train(config_path, features, out, sets, resume, shuffle_labels, no_eval):
     """Train (torchrun for several GPUs), then evaluate the test splits into OUT/eval."""
     from training.train import train as run
 
-    cfg = load_config(config_path, sets)
-    cfg = _with(cfg, features=features) if features else cfg
-    _echo(run(cfg, out, resume=resume, shuffle_labels=shuffle_labels, run_eval=not no_eval))
+    with _refusals():
+        cfg = load_config(config_path, sets)
+        cfg = _with(cfg, features=features) if features else cfg
+        results = run(cfg, out, resume=resume, shuffle_labels=shuffle_labels, run_eval=not no_eval)
+    _echo(results)
 
 
 @main.command("eval")
@@ -65,20 +81,21 @@ def evaluate_cmd(run, checkpoint, features, out, splits, views, device):
     if bool(run) == bool(checkpoint) or not (out or run):
         raise click.UsageError("give --run, or --checkpoint and --out")
     device = _device(device)
-    model, cfg, _ = load_model(checkpoint or Path(run) / "checkpoints" / "last.pt", device)
-    if views:
-        cfg = _with(cfg, eval_views=views)
-    found, cfg = open_features(features or cfg.data.features, cfg, adopt=False)
-    names = list(splits) or eval_split_names(found, cfg.data.train_split)
-    out = out or Path(run) / "eval"
-    results = evaluate(
-        model,
-        {s: found.shard_urls[s] for s in names},
-        cfg,
-        device,
-        Path(out),
-        amp=cfg.train.bf16 and device.type == "cuda",
-    )
+    with _refusals():
+        model, cfg, _ = load_model(checkpoint or Path(run) / "checkpoints" / "last.pt", device)
+        if views:
+            cfg = _with(cfg, eval_views=views)
+        found, cfg = open_features(features or cfg.data.features, cfg, adopt=False)
+        names = list(splits) or eval_split_names(found, cfg.data.train_split)
+        out = out or Path(run) / "eval"
+        results = evaluate(
+            model,
+            {s: found.shard_urls[s] for s in names},
+            cfg,
+            device,
+            Path(out),
+            amp=cfg.train.bf16 and device.type == "cuda",
+        )
     _echo(results)
 
 
@@ -106,15 +123,16 @@ def baselines(features, out, config_path, checkpoint, splits, views, device):
 
     device = _device(device)
     model = None
-    if checkpoint:
-        model, cfg, _ = load_model(checkpoint, device)
-    else:
-        cfg = load_config(config_path)
-    if views:
-        cfg = _with(cfg, eval_views=views)
-    found, cfg = open_features(features, cfg, adopt=model is None)
-    names = list(splits) or eval_split_names(found, cfg.data.train_split)
-    results = {s: run_baselines(object_features(found.shard_urls[s], cfg, device, model)) for s in names}
-    source = f"crops of {checkpoint}" if checkpoint else "back-projected DINOv2 tokens (no trained part)"
-    write_results(Path(out), results, source)
+    with _refusals():
+        if checkpoint:
+            model, cfg, _ = load_model(checkpoint, device)
+        else:
+            cfg = load_config(config_path)
+        if views:
+            cfg = _with(cfg, eval_views=views)
+        found, cfg = open_features(features, cfg, adopt=model is None)
+        names = list(splits) or eval_split_names(found, cfg.data.train_split)
+        results = {s: run_baselines(object_features(found.shard_urls[s], cfg, device, model)) for s in names}
+        source = f"crops of {checkpoint}" if checkpoint else "back-projected DINOv2 tokens (no trained part)"
+        write_results(Path(out), results, source)
     click.echo((Path(out) / "baselines.md").read_text())

@@ -43,13 +43,27 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _as_field_type(value, default):
-    """TOML arrays arrive as lists; the dataclasses hold tuples (hashable, and what `grid` etc. expect)."""
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _as_field_type(value, default, where: str):
+    """`value` checked against the type of the field's default; TOML arrays arrive as lists and become the
+    tuples the dataclasses hold (hashable, and what `grid` etc. expect). A wrong type is an error naming the key,
+    not a crash deep inside training."""
     if isinstance(default, tuple):
-        return tuple(_as_field_type(v, default[0] if default else None) for v in value)
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    return value
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected an array, got {value!r}")
+        return tuple(_as_field_type(v, default[0] if default else None, where) for v in value)
+    kind = type(default)
+    ok = (
+        default is None
+        or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind not in (int, float) and isinstance(value, kind))
+    )
+    if not ok:
+        raise ValueError(f"{where}: expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
+    return float(value) if kind is float else value
 
 
 def _merge(config: Config, overrides: dict, origin: str) -> Config:
@@ -57,13 +71,18 @@ def _merge(config: Config, overrides: dict, origin: str) -> Config:
     for name, values in overrides.items():
         if name not in {f.name for f in dataclasses.fields(Config)}:
             raise ValueError(f"{origin}: unknown section [{name}]")
+        if not isinstance(values, dict):
+            raise ValueError(f"{origin}: [{name}] must be a table of settings, got {values!r}")
         section = getattr(config, name)
         known = {f.name for f in dataclasses.fields(section)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"{origin}: unknown key(s) {sorted(unknown)} in [{name}]; known {sorted(known)}")
-        changes = {k: _as_field_type(v, getattr(section, k)) for k, v in values.items()}
-        sections[name] = dataclasses.replace(section, **changes)
+        changes = {k: _as_field_type(v, getattr(section, k), f"{origin}: {name}.{k}") for k, v in values.items()}
+        try:
+            sections[name] = dataclasses.replace(section, **changes)
+        except ValueError as err:  # a section's own consistency check (e.g. the model's channel counts)
+            raise ValueError(f"{origin}: [{name}] {err}") from err
     return dataclasses.replace(config, **sections)
 
 
@@ -86,8 +105,12 @@ def parse_set(pairs: list[str]) -> dict:
 def load_config(path: str | Path | None = None, sets: list[str] = ()) -> Config:
     config = Config()
     if path is not None:
-        with open(path, "rb") as f:
-            config = _merge(config, tomllib.load(f), str(path))
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ValueError(f"{path}: cannot read config ({err})") from err
+        config = _merge(config, data, str(path))
     return _merge(config, parse_set(list(sets)), "--set")
 
 

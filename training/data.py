@@ -11,6 +11,8 @@ of the config and its number: resuming at an epoch boundary replays what an unin
 
 from __future__ import annotations
 
+import io
+import json
 import zlib
 from dataclasses import dataclass
 from functools import partial
@@ -18,6 +20,8 @@ from functools import partial
 import numpy as np
 import torch
 import webdataset as wds
+
+from preprocessing.shards import SAMPLE_MEMBERS
 
 
 @dataclass
@@ -59,6 +63,27 @@ def _shuffled(samples, bufsize: int, rng: np.random.Generator):
             yield buffer.pop(int(rng.integers(len(buffer))))
     rng.shuffle(buffer)
     yield from buffer
+
+
+def decode_sample(sample: dict) -> dict:
+    """One shard sample decoded: exactly the members of the format, `.npy` without pickle and `.json`.
+    webdataset's own `decode()` would unpickle a `.pyd` or `.pth` member of a foreign shard; here any missing,
+    foreign or undecodable member is a ValueError naming the shard and the sample."""
+    where = f"{sample.get('__url__')}: sample {sample.get('__key__')!r}"
+    found = {name for name in sample if not name.startswith("__")}
+    if found != SAMPLE_MEMBERS:
+        missing, extra = sorted(SAMPLE_MEMBERS - found), sorted(found - SAMPLE_MEMBERS)
+        raise ValueError(f"{where}: lacks {missing or 'nothing'}, has unexpected {extra or 'nothing'}")
+    decoded = {name: value for name, value in sample.items() if name.startswith("__")}
+    for name in sorted(found):
+        try:
+            if name.endswith(".json"):
+                decoded[name] = json.loads(sample[name])
+            else:
+                decoded[name] = np.lib.format.read_array(io.BytesIO(sample[name]), allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{where}: {name} does not decode ({err})") from err
+    return decoded
 
 
 def prepare_scene(sample: dict, rng: np.random.Generator, cfg: DataConfig, train: bool, n_views, label_seed):
@@ -161,7 +186,7 @@ def scene_loader(
         n_views=n_views or cfg.eval_views,
         label_seed=label_seed,
     )
-    dataset = dataset.decode().compose(scenes).batched(batch_size or cfg.batch_size, collation_fn=collate)
+    dataset = dataset.map(decode_sample).compose(scenes).batched(batch_size or cfg.batch_size, collation_fn=collate)
     rank = wds.utils.pytorch_worker_info()[0] if train else 0
     workers = min(cfg.num_workers, len(urls[rank::world]))
     return wds.WebLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import platform
 import random
 import time
@@ -24,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from generation.safefiles import writing
 from preprocessing.shards import load_manifest
 from training.config import Config, config_from_dict
 from training.data import scene_loader, to_device
@@ -83,13 +85,35 @@ def setup_distributed():
 
 
 def save_checkpoint(path: Path, **state):
+    """Atomically: a failed write (full disk) leaves the previous checkpoint in place and names the file."""
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with writing(path, "checkpoint"):
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+    except RuntimeError as err:  # torch's zip writer reports a failed write as a RuntimeError
+        raise OSError(f"{path}: cannot write the checkpoint ({err})") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# what checkpoints written before RNG states became tensors hold besides them: numpy's uint32 MT19937 key
+OLD_CHECKPOINT_GLOBALS = [np.array(0).__reduce__()[0], np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, read without unpickling arbitrary objects (`weights_only`): a checkpoint from
+    an untrusted source can hold tensors and plain values (and older ones a uint32 numpy array), never code."""
+    try:
+        with torch.serialization.safe_globals(OLD_CHECKPOINT_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable checkpoint of this version ({first})") from err
 
 
 def load_model(path: str | Path, device) -> tuple[OddOneOutModel, Config, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     cfg = config_from_dict(state["config"])
     model = OddOneOutModel(cfg.model)
     model.load_state_dict(state["model"])
@@ -97,7 +121,10 @@ def load_model(path: str | Path, device) -> tuple[OddOneOutModel, Config, dict]:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors and plain values, so a checkpoint loads with `weights_only=True`."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -105,7 +132,9 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict):
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    key = key.numpy() if torch.is_tensor(key) else key  # a numpy array in checkpoints of earlier versions
+    np.random.set_state((name, key.astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -156,7 +185,7 @@ def train(
     if resume:
         if not checkpoint.is_file():
             raise FileNotFoundError(f"--resume: {checkpoint} does not exist")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_checkpoint(checkpoint)
         if state["config"] != dataclasses.asdict(cfg) or state["shuffle_labels"] != shuffle_labels:
             raise ValueError(f"--resume: the config differs from the one {checkpoint} was trained with")
     elif checkpoint.exists():
@@ -210,10 +239,13 @@ def train(
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
             "features": {"root": str(features.root), "samples": features.samples},
         }
-        (out / "config.json").write_text(json.dumps(run, indent=1))
+        with writing(out / "config.json"):
+            (out / "config.json").write_text(json.dumps(run, indent=1))
         if state is None:
-            with open(log_path, "w", newline="") as f:
+            with writing(log_path), open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(LOG_COLUMNS)
+        else:
+            _truncate_log(log_path, state["step"])
 
     window = _new_window()
     tick = time.perf_counter()
@@ -278,7 +310,8 @@ def train(
                 shuffle_labels=shuffle_labels,
                 rng=_rng_state(),
             )
-            plot_log(log_path, out / "curves.png")
+            with writing(out / "curves.png"):
+                plot_log(log_path, out / "curves.png")
         if max_steps is not None and step >= max_steps:
             break
 
@@ -291,6 +324,17 @@ def train(
         splits = {s: features.shard_urls[s] for s in eval_split_names(features, cfg.data.train_split)}
         results = evaluate(model, splits, cfg, device, out / "eval", amp)
     return results
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows a killed run logged after its last checkpoint: the resumed run logs those steps again."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0], *(row for row in rows[1:] if row and int(row[0]) <= step)]
+    tmp = path.with_name(path.name + ".tmp")
+    with writing(path), open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
 
 
 def _new_window() -> dict:
@@ -311,5 +355,5 @@ def _log_row(path: Path, window: dict, step: int, epoch: int, lr: float, seconds
         "objects_per_s": window["objects"] / seconds,
         "time_s": seconds,
     }
-    with open(path, "a", newline="") as f:
+    with writing(path), open(path, "a", newline="") as f:
         csv.writer(f).writerow([row[c] for c in LOG_COLUMNS])

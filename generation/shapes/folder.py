@@ -145,8 +145,10 @@ def _repaired(path: Path, mesh: trimesh.Trimesh, max_faces: int) -> tuple[trimes
     vertices, faces = np.asarray(mesh.vertices)[used], np.searchsorted(used, np.asarray(mesh.faces))
     if not np.isfinite(vertices).all():
         raise ShapeError(path, "non-finite vertex coordinates (NaN or inf)")
-    if not np.ptp(vertices, axis=0).max() > 0:
+    size = np.ptp(vertices, axis=0).max()
+    if not size > 0:
         raise ShapeError(path, "degenerate: zero extent (all vertices at one point)")
+    vertices = vertices / size  # trimesh's merge and area tolerances are absolute: a 1e-9 m part would vanish
     notes = []
     if len(faces) > max_faces:
         vertices, faces = _decimated(vertices, faces, max_faces)
@@ -168,6 +170,7 @@ def _repaired(path: Path, mesh: trimesh.Trimesh, max_faces: int) -> tuple[trimes
     trimesh.repair.fix_normals(mesh, multibody=True)
     if not np.array_equal(wound, mesh.faces):
         notes.append("fixed face winding so normals point outwards")
+    mesh.apply_scale(size)  # back to the file's units: parts of one file keep their relative size and place
     return mesh, notes
 
 
