@@ -147,12 +147,18 @@ def _build_and_render(cfg: GenerationConfig, index, attempt, source, pools, work
         poses.append(pose)
     _check_apart(meshes, cfg.scene.min_gap / 4)
 
-    box_min = np.stack([m[0].min(axis=0) for m in meshes])
-    box_max = np.stack([m[0].max(axis=0) for m in meshes])
+    mesh_min = np.stack([m[0].min(axis=0) for m in meshes])
+    mesh_max = np.stack([m[0].max(axis=0) for m in meshes])
+    # the box of every object is its normal counterpart's at the same pose: box size and centre carry no label
+    normal_vertices = np.asarray(normal.merged()[0].vertices)
+    normal_world = [normal_vertices @ pose[:3, :3].T + pose[:3, 3] for pose in poses]
+    box_min = np.stack([w.min(axis=0) for w in normal_world])
+    box_max = np.stack([w.max(axis=0) for w in normal_world])
     cam = cfg.cameras
     K = cameras.intrinsics(cam.width, cam.height, cam.focal_mm, cam.sensor_mm)
     target = np.append((box_min[:, :2] + box_max[:, :2]).mean(axis=0) / 2, (box_max[:, 2]).mean() / 2)
-    corners = np.concatenate([box_corners(lo, hi) for lo, hi in zip(box_min, box_max, strict=True)])
+    corners = np.concatenate([box_corners(lo, hi) for lo, hi in zip(np.concatenate([box_min, mesh_min]),
+                                                                     np.concatenate([box_max, mesh_max]), strict=True)])
     w2c, orbit = cameras.orbit_views(layout.scene_rng(cfg.seed, index, attempt, STREAM_CAMERAS), cam.views,
                                      target, cam.radius, cam.elevation_deg, K, cam.width, cam.height,
                                      corners, cam.margin_px)
@@ -181,9 +187,8 @@ def _build_and_render(cfg: GenerationConfig, index, attempt, source, pools, work
         intrinsics=intrinsics, world_to_camera=w2c, labels=labels,
         anomaly_types=list(plan.anomaly_types), source_ids=[normal.shape_id] * plan.n_objects,
         categories=[normal.category] * plan.n_objects, object_to_world=np.stack(poses),
-        box_min=box_min, box_max=box_max,
-        local_extents=np.stack([np.ptp(np.asarray(s.merged()[0].vertices), axis=0) * plan.scale
-                                for s in shapes]),
+        box_min=box_min, box_max=box_max, mesh_box_min=mesh_min, mesh_box_max=mesh_max,
+        local_extents=np.repeat(np.ptp(normal_vertices, axis=0)[None] * plan.scale, plan.n_objects, axis=0),
         anomaly_params=params,
         attrs={
             "config": cfg.to_dict(),

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 SCHEMA_NAME = "oddbench-scene"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: box_min/box_max are the normal counterpart's box; the rendered mesh's in mesh_box_*
 NO_ANOMALY = "none"
 
 
@@ -40,11 +40,18 @@ class Scene:
     source_ids: list[str]
     categories: list[str]
     object_to_world: np.ndarray  # float64 (N, 4, 4), includes the scene scale
-    box_min: np.ndarray  # float64 (N, 3), world axis-aligned box of the posed mesh
+    # boxes carry no label cue: every object's box is that of the scene's normal shape placed with its pose
+    box_min: np.ndarray  # float64 (N, 3), world axis-aligned box of the normal mesh at the object's pose
     box_max: np.ndarray  # float64 (N, 3)
-    local_extents: np.ndarray  # float64 (N, 3), box extents in the object's own (scaled) frame
+    local_extents: np.ndarray  # float64 (N, 3), the normal mesh's extents in the object's own (scaled) frame
     anomaly_params: list[dict] = field(default_factory=list)
     attrs: dict = field(default_factory=dict)  # config, versions, background, render, shape: JSON-able
+    mesh_box_min: np.ndarray | None = None  # float64 (N, 3), tight box of the mesh as rendered; default box_min
+    mesh_box_max: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.mesh_box_min = self.box_min if self.mesh_box_min is None else self.mesh_box_min
+        self.mesh_box_max = self.box_max if self.mesh_box_max is None else self.mesh_box_max
 
     @property
     def n_views(self) -> int:
@@ -92,6 +99,8 @@ def write_scene(path: str | os.PathLike, scene: Scene) -> None:
         objs.create_dataset("box_min", data=scene.box_min.astype(np.float64))
         objs.create_dataset("box_max", data=scene.box_max.astype(np.float64))
         objs.create_dataset("local_extents", data=scene.local_extents.astype(np.float64))
+        objs.create_dataset("mesh_box_min", data=scene.mesh_box_min.astype(np.float64))
+        objs.create_dataset("mesh_box_max", data=scene.mesh_box_max.astype(np.float64))
     os.replace(tmp, path)
 
 
@@ -142,6 +151,8 @@ def read_scene(path: str | os.PathLike, views: bool = True) -> Scene:
             box_min=objs["box_min"][()],
             box_max=objs["box_max"][()],
             local_extents=objs["local_extents"][()],
+            mesh_box_min=objs["mesh_box_min"][()],
+            mesh_box_max=objs["mesh_box_max"][()],
             attrs=attrs,
         )
 
