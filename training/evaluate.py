@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.baselines import box_only_scores
 from training.config import Config
 from training.data import eval_view_indices, scene_loader, to_device
-from training.baselines import box_only_scores
 from training.metrics import accuracy, auroc, auroc_per_scene
 from training.plots import figure
 
