@@ -18,7 +18,11 @@ def main():
 
 def _echo(results: dict):
     for split, r in results.items():
-        click.echo(f"{split}: AUROC {100 * r['auroc']:.2f}  ACC {100 * r['accuracy']:.2f}  {r['n_objects']} objects")
+        click.echo(
+            f"{split}: AUROC {100 * r['auroc']:.2f} (per scene {100 * r['auroc_per_scene']:.2f})  "
+            f"ACC {100 * r['accuracy']:.2f}  box-only AUROC {100 * r['box_only']['auroc']:.2f}  "
+            f"{r['n_objects']} objects, {r['views']} views"
+        )
 
 
 def _with(cfg, **data):
