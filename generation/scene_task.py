@@ -120,8 +120,11 @@ class StagedScene:
     truth: dict[str, np.ndarray]
     labels: np.ndarray
     poses: list[np.ndarray]
-    box_min: np.ndarray
+    box_min: np.ndarray  # the normal counterpart's box at each object's pose: no label cue
     box_max: np.ndarray
+    mesh_box_min: np.ndarray  # the tight box of each mesh as rendered
+    mesh_box_max: np.ndarray
+    local_extents: np.ndarray
     records: dict  # background, physics and camera records for the scene file
 
 
@@ -175,12 +178,18 @@ def stage_scene(cfg: GenerationConfig, index: int, attempt: int, source: ShapeSo
         poses.append(pose)
     _check_apart(meshes, cfg.scene.min_gap / 4)
 
-    box_min = np.stack([m[0].min(axis=0) for m in meshes])
-    box_max = np.stack([m[0].max(axis=0) for m in meshes])
+    mesh_min = np.stack([m[0].min(axis=0) for m in meshes])
+    mesh_max = np.stack([m[0].max(axis=0) for m in meshes])
+    # the box of every object is its normal counterpart's at the same pose: box size and centre carry no label
+    normal_vertices = np.asarray(normal.merged()[0].vertices)
+    normal_world = [normal_vertices @ pose[:3, :3].T + pose[:3, 3] for pose in poses]
+    box_min = np.stack([w.min(axis=0) for w in normal_world])
+    box_max = np.stack([w.max(axis=0) for w in normal_world])
     cam = cfg.cameras
     K = cameras.intrinsics(cam.width, cam.height, cam.focal_mm, cam.sensor_mm)
     target = np.append((box_min[:, :2] + box_max[:, :2]).mean(axis=0) / 2, (box_max[:, 2]).mean() / 2)
-    corners = np.concatenate([box_corners(lo, hi) for lo, hi in zip(box_min, box_max, strict=True)])
+    corners = np.concatenate([box_corners(lo, hi) for lo, hi in zip(np.concatenate([box_min, mesh_min]),
+                                                                     np.concatenate([box_max, mesh_max]), strict=True)])
     w2c, orbit = cameras.orbit_views(layout.scene_rng(cfg.seed, index, attempt, STREAM_CAMERAS), cam.views,
                                      target, cam.radius, cam.elevation_deg, K, cam.width, cam.height,
                                      corners, cam.margin_px)
@@ -200,7 +209,8 @@ def stage_scene(cfg: GenerationConfig, index: int, attempt: int, source: ShapeSo
     return StagedScene(
         index=index, attempt=attempt, plan=plan, normal=normal, shapes=shapes, params=params, camera=camera,
         world_to_camera=w2c, intrinsics=intrinsics, truth=truth, labels=labels, poses=poses, box_min=box_min,
-        box_max=box_max,
+        box_max=box_max, mesh_box_min=mesh_min, mesh_box_max=mesh_max,
+        local_extents=np.repeat(np.ptp(normal_vertices, axis=0)[None] * plan.scale, plan.n_objects, axis=0),
         records={"background": {"floor": floor, "environment": environment},
                  "generation": {"attempt": attempt, "scale": plan.scale, "physics": drop, "cameras": orbit}},
     )
@@ -224,9 +234,8 @@ def _render(cfg: GenerationConfig, staged: StagedScene, workdir: Path, threads: 
         intrinsics=staged.intrinsics, world_to_camera=staged.world_to_camera, labels=staged.labels,
         anomaly_types=list(plan.anomaly_types), source_ids=[staged.normal.shape_id] * plan.n_objects,
         categories=[staged.normal.category] * plan.n_objects, object_to_world=np.stack(staged.poses),
-        box_min=staged.box_min, box_max=staged.box_max,
-        local_extents=np.stack([np.ptp(np.asarray(s.merged()[0].vertices), axis=0) * plan.scale
-                                for s in staged.shapes]),
+        box_min=staged.box_min, box_max=staged.box_max, mesh_box_min=staged.mesh_box_min,
+        mesh_box_max=staged.mesh_box_max, local_extents=staged.local_extents,
         anomaly_params=staged.params,
         attrs={
             "config": cfg.to_dict(),

@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 
 SCHEMA_NAME = "oddbench-scene"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: the same layout without checksums
+SCHEMA_VERSION = 2  # 2: checksums; box_min/box_max are the normal counterpart's box, the rendered mesh's in mesh_box_*
+READABLE_VERSIONS = (1, 2)  # version 1: no checksums, boxes of the rendered mesh only
 CHECKSUM_ATTR = "sha256"  # on every dataset: digest of its contents
 ATTRS_CHECKSUM = "attrs_sha256"  # on the root: digest of every other root attribute
 NO_ANOMALY = "none"
@@ -46,12 +46,19 @@ class Scene:
     source_ids: list[str]
     categories: list[str]
     object_to_world: np.ndarray  # float64 (N, 4, 4), includes the scene scale
-    box_min: np.ndarray  # float64 (N, 3), world axis-aligned box of the posed mesh
+    # boxes carry no label cue: every object's box is that of the scene's normal shape placed with its pose
+    box_min: np.ndarray  # float64 (N, 3), world axis-aligned box of the normal mesh at the object's pose
     box_max: np.ndarray  # float64 (N, 3)
-    local_extents: np.ndarray  # float64 (N, 3), box extents in the object's own (scaled) frame
+    local_extents: np.ndarray  # float64 (N, 3), the normal mesh's extents in the object's own (scaled) frame
     anomaly_params: list[dict] = field(default_factory=list)
     attrs: dict = field(default_factory=dict)  # config, versions, background, render, shape: JSON-able
     schema_version: int = SCHEMA_VERSION  # of the file it was read from (1: no checksums to check)
+    mesh_box_min: np.ndarray | None = None  # float64 (N, 3), tight box of the mesh as rendered; default box_min
+    mesh_box_max: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.mesh_box_min = self.box_min if self.mesh_box_min is None else self.mesh_box_min
+        self.mesh_box_max = self.box_max if self.mesh_box_max is None else self.mesh_box_max
 
     @property
     def n_views(self) -> int:
@@ -138,6 +145,8 @@ def _write_contents(f: h5py.File, scene: Scene, view_chunks: tuple[int, ...]) ->
     put("objects/box_min", scene.box_min.astype(np.float64))
     put("objects/box_max", scene.box_max.astype(np.float64))
     put("objects/local_extents", scene.local_extents.astype(np.float64))
+    put("objects/mesh_box_min", scene.mesh_box_min.astype(np.float64))
+    put("objects/mesh_box_max", scene.mesh_box_max.astype(np.float64))
 
 
 def _strings(dataset) -> list[str]:
@@ -215,6 +224,8 @@ def _read_contents(f: h5py.File, path, views: bool) -> Scene:
         box_min=get("objects/box_min"),
         box_max=get("objects/box_max"),
         local_extents=get("objects/local_extents"),
+        mesh_box_min=get("objects/mesh_box_min") if "objects/mesh_box_min" in f else None,  # version 1: box_min
+        mesh_box_max=get("objects/mesh_box_max") if "objects/mesh_box_max" in f else None,
         attrs=attrs,
         schema_version=int(f.attrs["schema_version"]),
     )

@@ -69,13 +69,17 @@ def check_scene(scene: Scene, expected_views: int | None, boxes: BoxStats) -> li
             problems.append(f"{sid}: anomalous object {i} has no anomaly pixel in any view")
     if np.any(scene.depth[scene.instance > 0] <= 0):
         problems.append(f"{sid}: object pixels without a positive depth")
+    normal = scene.labels == 0
+    if not (np.allclose(scene.box_min[normal], scene.mesh_box_min[normal], atol=1e-6)
+            and np.allclose(scene.box_max[normal], scene.mesh_box_max[normal], atol=1e-6)):
+        problems.append(f"{sid}: a normal object's box differs from the box of its mesh")
     rotation = scene.world_to_camera[:, :3, :3]
     if not np.allclose(rotation @ rotation.transpose(0, 2, 1), np.eye(3), atol=1e-6):
         problems.append(f"{sid}: world_to_camera rotations are not orthonormal")
     for v in range(V):
         for i in range(n):
             uv, z = project(scene.intrinsics[v], scene.world_to_camera[v],
-                            box_corners(scene.box_min[i], scene.box_max[i]))
+                            box_corners(scene.mesh_box_min[i], scene.mesh_box_max[i]))
             if np.any(z <= 0):
                 problems.append(f"{sid}: view {v}: box of object {i} is behind the camera")
                 continue

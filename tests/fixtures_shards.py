@@ -2,9 +2,12 @@
 
 Objects are axis-aligned boxes standing on the floor; cameras sit on a ring looking at them (the generator's
 own `orbit_views`); instance masks come from ray-box intersection at the pixel centres of the feature grid.
-Token features are either one-hot per object (geometry tests) or "learnable": every object of a scene shares a
-random appearance vector, anomalous objects add a fixed-norm scene-specific offset, the floor has its own
-vector, plus noise — so the odd one out is visible only by comparing the objects of one scene.
+Token features are either one-hot per object (geometry tests) or relational: each scene draws two different
+prototypes from a fixed palette (like the shapes of a benchmark) and a random floor vector; normal objects are
+jittered copies of the first prototype, odd objects jittered copies of the second, plus pixel noise. Every single
+object is therefore drawn from the same distribution (uniform over the palette: no per-object statistic tells odd
+from normal); only its relation to the other objects of its scene makes it odd. All boxes of a scene have one
+size, so they carry no label cue either.
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ TINY_MODEL = {
 }
 
 
-def box_layout(rng: np.random.Generator, n_objects: int, size: float):
+def box_layout(rng: np.random.Generator, n_objects: int, size: float, gap: float = 0.6):
     """Non-overlapping boxes on a jittered grid around a random centre away from the origin."""
     cols = int(np.ceil(np.sqrt(n_objects)))
-    spacing = 1.6 * size
+    spacing = (1 + gap) * size
     cells = rng.permutation(cols * cols)[:n_objects]
     xy = np.stack([cells % cols, cells // cols], -1) * spacing
     xy = xy - xy.mean(0) + rng.uniform(-0.3, 0.3, size=2) + rng.uniform(-0.1, 0.1, size=(n_objects, 2)) * size
@@ -72,6 +75,11 @@ def instance_masks(kfeat, w2c, boxmin, boxmax, grid_hw):
     return np.stack(masks).astype(np.uint8)
 
 
+def prototype_palette(n: int, channels: int) -> np.ndarray:
+    """The appearance prototypes every scene draws from: fixed, so train and test scenes share them."""
+    return np.random.default_rng(1234).normal(size=(n, channels))
+
+
 def make_scene(
     rng: np.random.Generator,
     n_objects: int,
@@ -80,15 +88,18 @@ def make_scene(
     grid_hw: tuple[int, int] = (18, 18),
     channels: int = 16,
     noise: float = 0.3,
-    contrast: float = 2.0,
+    jitter: float = 0.3,
+    prototypes: int = 4,
     size: float = 0.2,
+    gap: float = 0.6,
     scene_id: str = "scene_000000",
     split: str = "train",
 ):
-    """One scene's shard members (the doc's dtypes and shapes) with "learnable" token features."""
+    """One scene's shard members (the doc's dtypes and shapes) with relational token features: `jitter` is the
+    per-object spread around its prototype, `noise` the per-pixel spread."""
     H, W = IMAGE_SIZE
     h, w = grid_hw
-    boxmin, boxmax = box_layout(rng, n_objects, size)
+    boxmin, boxmax = box_layout(rng, n_objects, size, gap)
     k = intrinsics(W, H)
     target = np.array([*(boxmin[:, :2] + boxmax[:, :2]).mean(0) / 2, boxmax[:, 2].max() / 2])
     corners = np.concatenate([boxmin, boxmax, np.c_[boxmin[:, :2], boxmax[:, 2]], np.c_[boxmax[:, :2], boxmin[:, 2]]])
@@ -97,10 +108,10 @@ def make_scene(
     instance = instance_masks(np.repeat(kfeat[None], n_views, 0), w2c, boxmin, boxmax, grid_hw)
     labels = np.zeros(n_objects, np.int64)
     labels[rng.permutation(n_objects)[: rng.integers(1, max(1, (n_objects - 1) // 2) + 1)]] = 1
-    appearance = rng.normal(size=channels)
-    offset = rng.normal(size=channels)
-    offset *= contrast / np.linalg.norm(offset)
-    palette = np.concatenate([rng.normal(size=(1, channels)), appearance + labels[:, None] * offset])
+    normal, odd = prototype_palette(prototypes, channels)[rng.permutation(prototypes)[:2]]
+    floor = rng.normal(size=channels)
+    appearance = np.where(labels[:, None] == 1, odd, normal) + jitter * rng.normal(size=(n_objects, channels))
+    palette = np.concatenate([floor[None], appearance])
     tokens = palette[instance] + noise * rng.normal(size=(n_views, h, w, channels))
     return {
         "__key__": scene_id,

@@ -101,7 +101,7 @@ def test_xyz_lies_on_the_rendered_surface_and_gt_on_the_object(export, scenes):
         on_object = owner == i + 1
         assert on_object.sum() >= 16
         world = (points[on_object] - scene.world_to_camera[v][:3, 3]) @ scene.world_to_camera[v][:3, :3]
-        assert (world >= scene.box_min[i] - 1e-3).all() and (world <= scene.box_max[i] + 1e-3).all()
+        assert (world >= scene.mesh_box_min[i] - 1e-3).all() and (world <= scene.mesh_box_max[i] + 1e-3).all()
         object_points += int(on_object.sum())
         if folder != "train/good":
             gt = np.array(Image.open(export / category / folder / "gt" / f"{stem}.png")).reshape(-1) == 255

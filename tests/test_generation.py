@@ -68,7 +68,12 @@ def test_scene_contents_follow_the_contract(variant):
         # every object is seen in some view and sits on the floor
         for i in range(n):
             assert (scene.instance == i + 1).any()
-        np.testing.assert_allclose(scene.box_min[:, 2], 0.0, atol=1e-6)
+        np.testing.assert_allclose(scene.mesh_box_min[:, 2], 0.0, atol=1e-6)
+        # boxes carry no label: each is the normal shape's box at the object's pose, the mesh's own for normals
+        np.testing.assert_allclose(scene.local_extents, np.repeat(scene.local_extents[:1], n, axis=0))
+        normal = scene.labels == 0
+        np.testing.assert_allclose(scene.box_min[normal], scene.mesh_box_min[normal], atol=1e-9)
+        np.testing.assert_allclose(scene.box_max[normal], scene.mesh_box_max[normal], atol=1e-9)
         # the anomaly mask lies on the anomalous objects only
         anomalous_ids = np.flatnonzero(scene.labels) + 1
         assert not np.any(scene.anomaly.astype(bool) & ~np.isin(scene.instance, anomalous_ids))
@@ -89,7 +94,7 @@ def test_depth_is_planar_metric_depth_of_the_visible_surface(variant):
     cam = pix @ np.linalg.inv(K).T
     world = (cam - w2c[:3, 3]) @ w2c[:3, :3]
     ids = scene.instance[v, rows, cols] - 1
-    inside = np.all((world >= scene.box_min[ids] - 1e-4) & (world <= scene.box_max[ids] + 1e-4), axis=1)
+    inside = np.all((world >= scene.mesh_box_min[ids] - 1e-4) & (world <= scene.mesh_box_max[ids] + 1e-4), axis=1)
     assert inside.mean() > 0.999
 
 

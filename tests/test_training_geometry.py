@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from fixtures_shards import make_scene, onehot_tokens
 
 from generation.cameras import project
-from training.data import rotate_scene
+from training.data import DataConfig, prepare_scene, rotate_scene
 from training.model import ModelConfig, backproject, crop_objects, grid_origin
 
 torch.set_num_threads(1)
@@ -88,6 +88,21 @@ def test_rotation_moves_cameras_with_the_world():
     np.testing.assert_allclose((boxmin + boxmax) / 2, centres @ rot.T, atol=1e-5)
     assert (boxmax - boxmin >= scene["boxmax.npy"] - scene["boxmin.npy"] - 1e-6)[:, 2].all()
     assert (boxmin[:, 2] == 0).all()
+
+
+def test_training_crops_have_the_scale_of_test_crops():
+    """Training turns scenes by quarter turns: the rotated boxes are the objects' boxes with x and y swapped,
+    not the wider axis-aligned bounds of an obliquely rotated box."""
+    scene = make_scene(np.random.default_rng(5), 6, n_views=4)
+    extents = scene["boxmax.npy"] - scene["boxmin.npy"]
+    seen = set()
+    for seed in range(12):
+        prepared = prepare_scene(scene, np.random.default_rng(seed), DataConfig(), True, None, None)
+        rotated = prepared["boxmax"] - prepared["boxmin"]
+        swapped = bool(np.abs(rotated[:, 0] - extents[:, 0]).max() > 1e-4)
+        np.testing.assert_allclose(rotated, extents[:, [1, 0, 2]] if swapped else extents, atol=1e-5)
+        seen.add(swapped)
+    assert seen == {True, False}  # both orientations occur
 
 
 def test_lifting_before_upsampling_equals_lifting_after():

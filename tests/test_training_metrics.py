@@ -7,10 +7,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from training.baselines import METHODS, METRICS, dbscan, distances, graph_cut, run_baselines, run_method
+from training.baselines import (
+    METHODS,
+    METRICS,
+    SET_METRICS,
+    box_only_scores,
+    dbscan,
+    distances,
+    graph_cut,
+    run_baselines,
+    run_method,
+    set_distances,
+)
 from training.config import Config, load_config, parse_set
 from training.evaluate import summarise
-from training.metrics import accuracy, adjusted_rand, auroc
+from training.metrics import accuracy, adjusted_rand, auroc, auroc_per_scene
 from training.train import eval_split_names, lr_factor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "assets" / "configs"
@@ -22,6 +33,24 @@ def test_auroc_hand_cases():
     assert auroc([0, 0, 1, 1], [0.2, 0.5, 0.5, 0.9]) == 3.5 / 4
     assert auroc([1, 1, 0], [0.9, 0.8, 0.1]) == 1.0 and auroc([1, 0], [0.1, 0.9]) == 0.0
     assert np.isnan(auroc([0, 0], [0.1, 0.2]))
+
+
+def test_auroc_per_scene_averages_scenes_with_both_classes():
+    scenes = ["a", "a", "a", "b", "b", "c", "c"]
+    labels = [1, 0, 0, 1, 0, 0, 0]  # scene c has no anomaly: it does not count
+    scores = [0.9, 0.8, 0.1, 0.2, 0.3, 0.5, 0.6]
+    assert auroc_per_scene(scenes, labels, scores) == (0.5, 2)  # scene a 1.0, scene b 0.0
+    assert auroc(labels, scores) == pytest.approx(6 / 10)  # pooled: a different question
+
+
+def test_box_only_scores_are_box_volume_outliers_within_the_scene():
+    same = np.array([[0.2, 0.1, 0.3]] * 4)
+    assert (box_only_scores(same) == 0).all()
+    assert (box_only_scores(same + np.float32(1e-8)) == 0).all()  # float32 noise is no cue
+    shrunk = same.copy()
+    shrunk[2, 2] = 0.2  # a missing part in a tight box
+    scores = box_only_scores(shrunk)
+    assert scores.argmax() == 2 and scores[2] == pytest.approx(np.sqrt(3))
 
 
 def test_accuracy_thresholds_at_one_half():
@@ -42,6 +71,7 @@ def test_object_count_bins_and_types():
         "label": np.array([1, 0, 0, 1, 1, 0, 0, 0]),
         "type": np.array(["material", "none", "none", "missing", "material", "none", "none", "none"]),
         "score": np.array([0.9, 0.2, 0.1, 0.4, 0.8, 0.3, 0.6, 0.2]),
+        "box_only": np.zeros(8),
     }
     r = summarise(pred, [(3, 4), (5, 6), (7, 8)])
     assert r["n_scenes"] == 2 and r["n_anomalous"] == 3 and r["accuracy"] == 6 / 8
@@ -49,6 +79,8 @@ def test_object_count_bins_and_types():
     assert r["accuracy_by_type"]["missing"]["accuracy"] == 0.0
     assert r["by_object_count"]["3-4"]["auroc"] == 1.0 and "7-8" not in r["by_object_count"]
     assert r["by_object_count"]["5-6"]["auroc"] == pytest.approx(5 / 6)
+    assert r["auroc_per_scene"] == pytest.approx((1.0 + 5 / 6) / 2) and r["n_scenes_per_scene"] == 2
+    assert r["box_only"]["auroc"] == 0.5
 
 
 def odd_scene(rng, n=6, odd=(0,), dim=8):
@@ -67,6 +99,32 @@ def test_every_baseline_finds_an_obvious_odd_one(method, metric):
     scores, groups = run_method(method, scene["features"], metric)
     assert scores.argmax() == 2 and (scores[2] > 0.5) and (scores[np.arange(6) != 2] <= 0.5).all()
     assert adjusted_rand(scene["labels"], groups) == 1.0
+
+
+def test_voxel_set_distances_hand_case():
+    a = np.array([[[0.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]], [[0.0, 0.0], [3.0, 0.0]]])
+    np.testing.assert_allclose(set_distances(a, "max")[0, 1], np.sqrt(2))
+    np.testing.assert_allclose(set_distances(a, "min-max")[0, 1], 1.0)
+    np.testing.assert_allclose(set_distances(a, "ot")[0, 1], 1.0)  # match (0,0)-(0,1) and (1,0)-(1,1)
+    np.testing.assert_allclose(set_distances(a, "min-max")[0, 2], 2.0)  # (3,0) is 2 from its nearest in set 0
+    np.testing.assert_allclose(set_distances(a, "ot")[0, 2], 1.0)  # (0,0)-(0,0) and (1,0)-(3,0): (0 + 2) / 2
+    for metric in SET_METRICS:
+        d = set_distances(a, metric)
+        np.testing.assert_array_equal(d, d.T)
+        assert (np.diag(d) == 0).all()
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "kmeans"])
+@pytest.mark.parametrize("metric", SET_METRICS)
+def test_voxel_set_baselines_find_an_obvious_odd_one(method, metric):
+    rng = np.random.default_rng(0)
+    voxels = np.ones((6, 8, 4)) + 0.01 * rng.normal(size=(6, 8, 4))
+    voxels[2, :, :2] = -1
+    labels = (np.arange(6) == 2).astype(int)
+    scene = {"features": voxels.mean(1), "labels": labels, "distances": {metric: set_distances(voxels, metric)}}
+    results = run_baselines([scene], methods=(method, "kmeans"), metrics=(metric,))
+    assert list(results) == [f"{method}/{metric}"]  # k-means needs vectors: not run on voxel-set distances
+    assert results[f"{method}/{metric}"]["auroc"] == 1.0
 
 
 def test_baseline_results_pool_scenes():

@@ -6,7 +6,7 @@ import torch
 from fixtures_shards import TINY_MODEL, make_scene
 
 from training.data import DataConfig, collate, prepare_scene
-from training.model import HEADS, ModelConfig, OddOneOutModel
+from training.model import HEADS, ModelConfig, OddOneOutModel, correspondences
 
 torch.set_num_threads(1)
 
@@ -77,3 +77,41 @@ def test_full_size_parameter_counts():
     counts = {head: sum(p.numel() for p in OddOneOutModel(ModelConfig(head=head)).parameters()) for head in HEADS}
     assert 20e6 < counts["context"] < counts["residual"] < 30e6
     assert counts["cls"] - counts["context"] == 384 * 256 + 256
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_sparse_correspondences_follow_eq7(exclude_self):
+    """Each voxel attends to k voxels of every other real object, and to its own object only when asked."""
+    torch.manual_seed(0)
+    N, S, k = 4, 8, 3
+    x = torch.randn(2, N, S, 5)
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    # allowed keys per (scene, query object, query voxel, key object)
+    allowed = correspondences(x, mask, k, exclude_self)[:, 0].view(2, N, S, N, S).sum(-1)
+    for b, n_real in enumerate((4, 3)):
+        for q in range(n_real):
+            for key in range(N):
+                expected = 0 if key >= n_real or (exclude_self and key == q) else k
+                assert (allowed[b, q, :, key] == expected).all(), (b, q, key)
+    alone = correspondences(x, torch.tensor([[True, False, False, False]] * 2), k, exclude_self)[0, 0]
+    assert alone[:S, :S].sum(-1).eq(k).all()  # a lone object still attends to itself
+
+
+def test_weighted_bce_and_float32_scores_under_bf16():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    batch = collate([prepared(make_scene(rng, 5), n_views=4), prepared(make_scene(rng, 4), n_views=4)])
+    weights = (0.3, 0.7)
+    model = OddOneOutModel(ModelConfig(head="context", bce_weights=weights, **TINY_MODEL)).eval()
+    with torch.no_grad():
+        logits, losses = model(batch, batch["labels"])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            amp_logits, _ = model(batch)
+    labels, mask = batch["labels"], batch["mask"]
+    target = labels[mask].float()
+    per_object = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], target, reduction="none")
+    expected = (per_object * torch.tensor(weights)[labels[mask]]).mean()
+    torch.testing.assert_close(losses["bce"], expected)
+    # the final layer runs in float32 under autocast: scores are not rounded to bf16 (no ties, GPU = CPU)
+    assert amp_logits.dtype == torch.float32
+    assert (amp_logits[mask] != amp_logits[mask].bfloat16().float()).any()

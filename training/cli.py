@@ -19,7 +19,11 @@ def main():
 
 def _echo(results: dict):
     for split, r in results.items():
-        click.echo(f"{split}: AUROC {100 * r['auroc']:.2f}  ACC {100 * r['accuracy']:.2f}  {r['n_objects']} objects")
+        click.echo(
+            f"{split}: AUROC {100 * r['auroc']:.2f} (per scene {100 * r['auroc_per_scene']:.2f})  "
+            f"ACC {100 * r['accuracy']:.2f}  box-only AUROC {100 * r['box_only']['auroc']:.2f}  "
+            f"{r['n_objects']} objects, {r['views']} views"
+        )
 
 
 def _with(cfg, **data):
@@ -115,10 +119,17 @@ def evaluate_cmd(run, checkpoint, features, out, splits, views, device):
 )
 @click.option("--split", "splits", multiple=True, help="Splits (default: the test splits).")
 @click.option("--views", type=click.IntRange(min=1), help="Views per scene (default: data.eval_views).")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    type=click.Choice(["euclidean", "cosine", "max", "min-max", "ot"]),
+    help="Distances, repeatable (default: euclidean and cosine; max, min-max and ot compare voxel sets, ot slowly).",
+)
 @click.option("--device", help="cpu, cuda ... (default: cuda if available).")
-def baselines(features, out, config_path, checkpoint, splits, views, device):
+def baselines(features, out, config_path, checkpoint, splits, views, metrics, device):
     """Training-free clustering baselines: AUROC, ACC and adjusted Rand score per method and distance."""
-    from training.baselines import object_features, run_baselines, write_results
+    from training.baselines import METRICS, SET_METRICS, object_features, run_baselines, write_results
     from training.train import eval_split_names, load_model, open_features
 
     device = _device(device)
@@ -132,7 +143,12 @@ def baselines(features, out, config_path, checkpoint, splits, views, device):
             cfg = _with(cfg, eval_views=views)
         found, cfg = open_features(features, cfg, adopt=model is None)
         names = list(splits) or eval_split_names(found, cfg.data.train_split)
-        results = {s: run_baselines(object_features(found.shard_urls[s], cfg, device, model)) for s in names}
+        metrics = metrics or METRICS
+        set_metrics = [m for m in metrics if m in SET_METRICS]
+        results = {
+            s: run_baselines(object_features(found.shard_urls[s], cfg, device, model, set_metrics), metrics=metrics)
+            for s in names
+        }
         source = f"crops of {checkpoint}" if checkpoint else "back-projected DINOv2 tokens (no trained part)"
         write_results(Path(out), results, source)
     click.echo((Path(out) / "baselines.md").read_text())

@@ -1,4 +1,4 @@
-"""Configuration: dataclass defaults (the thesis's settings), overridden by a TOML file, then by `--set`.
+"""Configuration: dataclass defaults (sources in docs/training.md), overridden by a TOML file, then by `--set`.
 
 Unknown keys are errors, so a typo cannot silently fall back to a default. The resolved config is stored as
 JSON next to every run.

@@ -3,7 +3,7 @@
 One pipeline serves training and evaluation:
 
     shards -> split by DDP rank (training) -> split by data-loader worker -> decode .npy/.json
-           -> [training: shuffle buffer] -> pick views -> [training: rotate the scene about z] -> batch + pad
+           -> [training: shuffle buffer] -> pick views -> [training: quarter-turn the scene about z] -> batch + pad
 
 All randomness comes from generators seeded with (seed, epoch, rank, worker), so an epoch is a pure function
 of the config and its number: resuming at an epoch boundary replays what an uninterrupted run would see.
@@ -31,8 +31,8 @@ class DataConfig:
     batch_size: int = 20
     train_views_sampled: int = 10  # views drawn per scene and step ...
     train_views_used: int = 5  # ... of which the first ones are used (the public code's 10 / 5)
-    eval_views: int = 10  # fixed, evenly spaced subset used by evaluation
-    rotate: bool = True  # random rotation of the whole scene about the world z axis (training only)
+    eval_views: int = 5  # fixed, evenly spaced subset used by evaluation: the papers' M = 5
+    rotate: bool = True  # random quarter turn of the whole scene about the world z axis (training only)
     shuffle_buffer: int = 200
     num_workers: int = 4
 
@@ -45,7 +45,8 @@ def eval_view_indices(n_total: int, n: int) -> np.ndarray:
 
 def rotate_scene(w2c: np.ndarray, boxmin: np.ndarray, boxmax: np.ndarray, angle: float):
     """Rotate the world by `angle` about the z axis: cameras follow (pixels unchanged), boxes become the
-    axis-aligned bounds of the rotated boxes."""
+    axis-aligned bounds of the rotated boxes. Exact for quarter turns only: any other angle widens the box of
+    the object (training uses quarter turns, so its crops have the scale of the test crops)."""
     c, s = np.cos(angle), np.sin(angle)
     rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
     inverse = np.eye(4, dtype=np.float32)
@@ -97,7 +98,7 @@ def prepare_scene(sample: dict, rng: np.random.Generator, cfg: DataConfig, train
         views = eval_view_indices(n_total, n_views)
     w2c, boxmin, boxmax = sample["w2c.npy"][views], sample["boxmin.npy"], sample["boxmax.npy"]
     if train and cfg.rotate:
-        w2c, boxmin, boxmax = rotate_scene(w2c, boxmin, boxmax, rng.uniform(0.0, 2 * np.pi))
+        w2c, boxmin, boxmax = rotate_scene(w2c, boxmin, boxmax, rng.integers(4) * np.pi / 2)
     labels = sample["labels.npy"].astype(np.int64)
     if label_seed is not None:  # control run: a fixed permutation of the labels within each scene
         scene_rng = np.random.default_rng([label_seed, zlib.crc32(sample["__key__"].encode())])

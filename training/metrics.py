@@ -1,4 +1,5 @@
-"""Metrics of the published protocol in numpy: AUROC (ties count one half), accuracy at 0.5, adjusted Rand."""
+"""Metrics in numpy: AUROC (ties count one half) pooled over objects (the published protocol) and averaged per
+scene, accuracy at 0.5, adjusted Rand."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ def auroc(labels, scores) -> float:
         return float("nan")
     ranks = rankdata(scores)
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auroc_per_scene(scenes, labels, scores) -> tuple[float, int]:
+    """Mean over scenes of each scene's AUROC, and how many scenes count (those with both classes): whether a
+    model ranks the odd objects of a scene above its normal ones, free of score offsets between scenes."""
+    scenes, labels, scores = np.asarray(scenes), np.asarray(labels), np.asarray(scores)
+    values = [auroc(labels[scenes == s], scores[scenes == s]) for s in np.unique(scenes)]
+    values = [v for v in values if np.isfinite(v)]
+    return (float(np.mean(values)) if values else float("nan")), len(values)
 
 
 def accuracy(labels, scores, threshold: float = 0.5) -> float:

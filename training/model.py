@@ -20,7 +20,11 @@ Heads (`ModelConfig.head`):
     cls           as context, with the views' mean DINOv2 CLS token (384->256) prepended as a conditioning
                   token that is dropped after the head.
     sparse-voxel  the OOO paper's matching head on the 8^3 crops themselves: every voxel attends to its top-k
-                  most similar voxels in each object of the scene (3 blocks, 8 heads), then mean and an MLP.
+                  most similar voxels in each *other* object of the scene (OOO Eq. 7; 3 blocks, 8 heads), then
+                  mean and an MLP.
+
+Logits always come out of a float32 final layer, also under bf16 autocast: bf16 scores tie in AUROC and differ
+between GPU and CPU.
 
 The grid's x, y are centred on the mean box centre of the scene's objects (cameras look at it; random scene
 rotations about the world z axis then never push objects out of the grid); z runs from the floor (z = 0) up.
@@ -62,6 +66,8 @@ class ModelConfig:
     sparse_blocks: int = 3
     sparse_heads: int = 8
     sparse_dim_head: int = 32
+    sparse_exclude_self: bool = True  # OOO Eq. 7 sums over the other objects only
+    bce_weights: tuple[float, float] = (1.0, 1.0)  # (normal, anomalous) weights of the BCE terms; OOO code: 0.3, 0.7
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -190,6 +196,12 @@ class UNet3d(nn.Module):
 # heads
 
 
+def fp32_logits(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One logit per object from `layer` run in float32 whatever the autocast state."""
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.float()).squeeze(-1)
+
+
 def encoder_layer(cfg: ModelConfig) -> nn.TransformerEncoderLayer:
     return nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, batch_first=True)
 
@@ -227,12 +239,12 @@ class ContextMatchHead(nn.Module):
             h = layer(h, src_key_padding_mask=h_pad)
         h = h[:, -N:]  # drop the conditioning token
         if not self.residual:
-            return self.classify(h).squeeze(-1), None
+            return fp32_logits(self.classify, h), None
         # the normality layer reads the object tokens, in parallel to the context layers (as the public code)
         t0 = self.t0.expand(B, 1, -1).to(x.dtype)
         z = self.normality(torch.cat([t0, x], 1), src_key_padding_mask=prepend_unmasked(pad))
         z0, zi = z[:, 0].float(), z[:, 1:].float()
-        logits = self.classify(z0[:, None].to(h.dtype) - self.f(h)).squeeze(-1)
+        logits = fp32_logits(self.classify, z0[:, None].to(h.dtype) - self.f(h))
         if labels is None:
             return logits, None
         normal = (mask & (labels == 0)).float()
@@ -242,16 +254,22 @@ class ContextMatchHead(nn.Module):
         return logits, (per_scene * (n_normal > 0)).sum() / (n_normal > 0).sum().clamp(min=1)
 
 
-def correspondences(x: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+def correspondences(x: torch.Tensor, mask: torch.Tensor, k: int, exclude_self: bool) -> torch.Tensor:
     """Attention mask (B, 1, N*S, N*S): each voxel may attend to its k most similar voxels (cosine) in every
-    real object of its scene, its own included. x (B, N, S, C) voxel features, mask (B, N)."""
+    real object of its scene, its own object excluded when `exclude_self` (OOO Eq. 7) unless it is the scene's
+    only object. x (B, N, S, C) voxel features, mask (B, N)."""
     B, N, S, _ = x.shape
     f = F.normalize(x.flatten(1, 2).float(), dim=-1)
     similarity = (f @ f.transpose(1, 2)).view(B, N * S, N, S)
     index = similarity.topk(min(k, S), dim=-1).indices + torch.arange(N, device=x.device).view(1, 1, N, 1) * S
     allowed = torch.zeros(B, N * S, N * S, dtype=torch.bool, device=x.device)
     allowed.scatter_(-1, index.flatten(2), True)
-    return (allowed & mask.repeat_interleave(S, 1)[:, None, :])[:, None]
+    allowed &= mask.repeat_interleave(S, 1)[:, None, :]
+    if exclude_self:
+        owner = torch.arange(N, device=x.device).repeat_interleave(S)
+        own = owner[:, None] == owner[None]
+        allowed &= ~own | (mask.sum(1) <= 1).view(B, 1, 1)
+    return allowed[:, None]
 
 
 class SparseVoxelBlock(nn.Module):
@@ -278,7 +296,7 @@ class SparseVoxelHead(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, inner = cfg.feat_channels, cfg.sparse_heads * cfg.sparse_dim_head
-        self.topk = cfg.sparse_topk
+        self.topk, self.exclude_self = cfg.sparse_topk, cfg.sparse_exclude_self
         self.proj_in = nn.Linear(c, inner)
         self.blocks = nn.ModuleList(SparseVoxelBlock(inner, cfg.sparse_heads) for _ in range(cfg.sparse_blocks))
         self.proj_out = nn.Linear(inner, c)
@@ -288,12 +306,12 @@ class SparseVoxelHead(nn.Module):
         B, N, C = crops.shape[:3]
         x = crops.flatten(3).transpose(2, 3)  # (B, N, S, C)
         with torch.no_grad():
-            allowed = correspondences(x, mask, self.topk)
+            allowed = correspondences(x, mask, self.topk, self.exclude_self)
         h = self.proj_in(x.flatten(1, 2))
         for block in self.blocks:
             h = block(h, allowed)
         h = self.proj_out(h).view(B, N, -1, C).mean(2)
-        return self.classify(h).squeeze(-1), None
+        return fp32_logits(self.classify, h), None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -344,7 +362,9 @@ class OddOneOutModel(nn.Module):
         logits, normality = self.head(self.crops(batch), mask, batch.get("cls"), labels)
         if labels is None:
             return logits, None
-        bce = F.binary_cross_entropy_with_logits(logits[mask].float(), labels[mask].float())
+        target = labels[mask].float()
+        weight = torch.tensor(self.cfg.bce_weights, device=target.device)[labels[mask]]
+        bce = F.binary_cross_entropy_with_logits(logits[mask].float(), target, weight=weight)
         losses = {"bce": bce}
         if normality is not None:
             losses["normality"] = normality

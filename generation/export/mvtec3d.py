@@ -60,7 +60,7 @@ def visible_share(scene: Scene, view: int, i: int) -> tuple[int, float]:
     instance, depth = scene.instance[view], scene.depth[view]
     visible = int((instance == i + 1).sum())
     uv, z = project(scene.intrinsics[view], scene.world_to_camera[view],
-                    box_corners(scene.box_min[i], scene.box_max[i]))
+                    box_corners(scene.mesh_box_min[i], scene.mesh_box_max[i]))
     height, width = instance.shape
     u0, v0 = np.clip(np.floor(uv.min(axis=0)).astype(int), 0, [width, height])
     u1, v1 = np.clip(np.ceil(uv.max(axis=0)).astype(int), 0, [width, height])
