@@ -1,6 +1,6 @@
 """Render speed and image quality per preset, on this machine.
 
-Quality: one staged demo scene, a few of its views rendered with every preset and with the `reference` preset
+Quality: a few staged demo scenes, a view of each rendered with every preset and with the `reference` preset
 (1024 samples per pixel, no adaptive sampling, no denoising, 12 bounces, caustics on): seconds per view and
 PSNR (8-bit RGB, as stored) against the reference of the same view. Speed: whole scenes made by the real runner,
 all included (shapes, anomalies, physics, ground truth, render, scene file, preview): seconds per scene and
@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import click
@@ -73,57 +72,69 @@ def render_preset(config: GenerationConfig, staged, preset: str, views: list[int
     return render.render_views(staged.camera, staged.world_to_camera[views], workdir)
 
 
-def quality(config: GenerationConfig, scene_index: int, presets: list[str], n_views: int, cache: Path,
-            threads: int, levers: bool) -> dict:
+def stage(config: GenerationConfig, scene_index: int, out: Path):
+    """The scene as the runner would build it (the first attempt that passes the checks), ready to render."""
     from generation.bank import AnomalyBank
     from generation.runner import shape_spec
     from generation.scene_task import stage_scene
     from generation.shapes.sources import make_source
 
+    catalogue = shape_catalogue(config, out, 1, mp.get_context("spawn"))
+    source = make_source(shape_spec(config))
+    bank = AnomalyBank(out / "bank", config.seed, config.anomalies.params, None)
+    for attempt in range(config.scene.max_attempts):
+        try:
+            return stage_scene(config, scene_index, attempt, source, pools_of(catalogue), bank)
+        except Exception as err:  # noqa: BLE001 - a rejected attempt: the runner would re-sample too
+            print(f"scene {scene_index} attempt {attempt} rejected: {err}")
+    raise SystemExit(f"scene {scene_index} could not be staged")
+
+
+def reference_key(staged, views: list[int]) -> str:
+    """Identifies what the reference shows (cameras, geometry, floor and light, Cycles settings), so a code
+    change that moves a camera or an object never compares against a stale cached image."""
+    digest = hashlib.sha256()
+    for array in (staged.world_to_camera[views], staged.intrinsics[views], staged.truth["depth"][views],
+                  np.stack(staged.poses)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps([staged.records["background"], RENDER_PRESETS["reference"]], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def quality(config: GenerationConfig, scene_indices: list[int], presets: list[str], n_views: int, cache: Path,
+            threads: int, levers: bool) -> dict:
     views = list(range(n_views))  # the orbit's views are spread around the scene already
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        catalogue = shape_catalogue(config, out, 1, mp.get_context("spawn"))
-        source = make_source(shape_spec(config))
-        bank = AnomalyBank(out / "bank", config.seed, config.anomalies.params, None)
-        staged = None
-        for attempt in range(config.scene.max_attempts):
-            try:
-                staged = stage_scene(config, scene_index, attempt, source, pools_of(catalogue), bank)
-                break
-            except Exception as err:  # noqa: BLE001 - a rejected attempt: the runner would re-sample too
-                print(f"attempt {attempt} rejected: {err}")
-        if staged is None:
-            raise SystemExit(f"scene {scene_index} could not be staged")
-        scene_config = {k: v for k, v in config.to_dict().items() if k != "render"}  # the preset is not the scene
-        key = hashlib.sha256(json.dumps([scene_config, scene_index, views, RENDER_PRESETS["reference"]],
-                                        sort_keys=True).encode()).hexdigest()[:12]
-        reference_path = cache / f"reference-{key}.npz"
-        if reference_path.exists():
-            reference = np.load(reference_path)["rgb"]
-            print(f"reference   cached ({reference_path})")
-        else:
-            start = time.perf_counter()
-            reference, seconds = render_preset(config, staged, "reference", views, out, threads)
-            cache.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(reference_path, rgb=reference)
-            print(f"reference   {statistics.median(seconds):7.1f} s/view ({time.perf_counter() - start:.0f} s)")
-        render_preset(config, staged, "draft", [0], out, threads)  # warm-up: the first render builds the BVH
-        rows = {}
-        runs = [(preset, preset, {}) for preset in presets]
-        runs += [(f"default, {name}" if tweaks else "default (lever baseline)", "default", tweaks)
-                 for name, tweaks in LEVERS.items()] if levers else []
-        for label, preset, tweaks in runs:
-            images, seconds = render_preset(config, staged, preset, views, out, threads, tweaks)
-            per_view = [psnr(image, ref) for image, ref in zip(images, reference, strict=True)]
-            rows[label] = {"views": [int(v) for v in views], "seconds_per_view": seconds,
-                           "median_seconds_per_view": statistics.median(seconds),
-                           "psnr_db": per_view, "median_psnr_db": statistics.median(per_view)}
-            print(f"{label:38s}  {rows[label]['median_seconds_per_view']:6.2f} s/view  "
-                  f"PSNR {rows[label]['median_psnr_db']:5.2f} dB (views {', '.join(f'{p:.1f}' for p in per_view)})",
-                  flush=True)
-        floor = staged.records["background"]["floor"].get("family", "texture set")
-        return {"scene_index": scene_index, "floor": floor, "presets": rows}
+    runs = [(preset, preset, {}) for preset in presets]
+    runs += [(f"default, {name}" if tweaks else "default (lever baseline)", "default", tweaks)
+             for name, tweaks in LEVERS.items()] if levers else []
+    rows = {label: {"seconds_per_view": [], "psnr_db": []} for label, _, _ in runs}
+    floors = {}
+    for scene_index in scene_indices:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            staged = stage(config, scene_index, out)
+            floors[scene_index] = staged.records["background"]["floor"].get("family", "texture set")
+            reference_path = cache / f"reference-{reference_key(staged, views)}.npz"
+            if reference_path.exists():
+                reference = np.load(reference_path)["rgb"]
+                print(f"scene {scene_index} ({floors[scene_index]}): reference cached ({reference_path})")
+            else:
+                reference, seconds = render_preset(config, staged, "reference", views, out, threads)
+                cache.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(reference_path, rgb=reference)
+                print(f"scene {scene_index} ({floors[scene_index]}): reference {statistics.median(seconds):.0f} s/view")
+            render_preset(config, staged, "draft", [0], out, threads)  # warm-up: the first render builds the BVH
+            for label, preset, tweaks in runs:
+                images, seconds = render_preset(config, staged, preset, views, out, threads, tweaks)
+                rows[label]["seconds_per_view"] += seconds
+                rows[label]["psnr_db"] += [psnr(image, ref) for image, ref in zip(images, reference, strict=True)]
+    for label, row in rows.items():
+        row["median_seconds_per_view"] = statistics.median(row["seconds_per_view"])
+        row["median_psnr_db"] = statistics.median(row["psnr_db"])
+        row["min_psnr_db"] = min(row["psnr_db"])
+        print(f"{label:38s}  {row['median_seconds_per_view']:6.2f} s/view  PSNR median {row['median_psnr_db']:5.2f} dB"
+              f", min {row['min_psnr_db']:5.2f}", flush=True)
+    return {"scenes": scene_indices, "views_per_scene": views, "floors": floors, "presets": rows}
 
 
 def speed(config_path: str, overrides: list[str], presets: list[str], scenes: int) -> dict:
@@ -158,20 +169,23 @@ def speed(config_path: str, overrides: list[str], presets: list[str], scenes: in
 @click.option("--scenes", default=3, show_default=True, help="Whole scenes per preset for the speed part (0: skip).")
 @click.option("--speed-presets", default="draft,default", show_default=True,
               help="Presets timed on whole scenes (paper takes minutes per scene on a CPU).")
-@click.option("--quality-views", default=2, show_default=True, help="Views compared with the reference (0: skip).")
-@click.option("--quality-scene", default=0, show_default=True, help="Scene index of the quality part.")
+@click.option("--quality-views", default=1, show_default=True,
+              help="Views per scene compared with the reference (0: skip the quality part).")
+@click.option("--quality-scenes", default="0,1,2", show_default=True,
+              help="Scene indices of the quality part (different floors and lights).")
 @click.option("--levers", is_flag=True, help="Also time the default preset with one setting changed at a time.")
 @click.option("--set", "overrides", multiple=True, help="Extra config overrides, e.g. cameras.views=20.")
 @click.option("--out", "out_json", default="out/bench/render.json", show_default=True)
-def main(config_path, presets, scenes, speed_presets, quality_views, quality_scene, levers, overrides,
+def main(config_path, presets, scenes, speed_presets, quality_views, quality_scenes, levers, overrides,
          out_json) -> None:
     presets = presets.split(",")
     out = Path(out_json)
     results = {"machine": {"cpus": os.cpu_count()}, "config": config_path, "overrides": list(overrides)}
     if quality_views:
-        print(f"quality: scene {quality_scene}, {quality_views} views against the reference preset")
+        scene_indices = [int(i) for i in quality_scenes.split(",")]
+        print(f"quality: scenes {scene_indices}, {quality_views} view(s) each against the reference preset")
         config = load_config(config_path, list(overrides))
-        results["quality"] = quality(config, quality_scene, presets, quality_views, out.parent,
+        results["quality"] = quality(config, scene_indices, presets, quality_views, out.parent,
                                      threads=os.cpu_count() or 1, levers=levers)
     if scenes:
         print(f"speed: {scenes} whole scenes per preset, one worker")
