@@ -10,8 +10,8 @@ per view, and the overhead ratio (scene time / time inside Cycles render calls).
     python benchmarks/bench_render.py --presets default --scenes 5 --quality-views 3
     python benchmarks/bench_render.py --levers --scenes 0   # each lever of the default preset, one at a time
 
-The reference images are cached under out/bench/ (keyed by config, scene and views), so a rerun only renders
-the presets.
+The reference images are cached under out/bench/ (keyed by the cameras, geometry, floor and light they show), so a
+rerun only renders the presets.
 """
 
 from __future__ import annotations

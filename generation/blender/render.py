@@ -38,6 +38,8 @@ def configure_cycles(preset: str, device: str, samples: int, seed: int, threads:
     scene.cycles.denoiser = "OPENIMAGEDENOISE"
     scene.cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"  # the albedo and normal guides keep edges sharp
     scene.cycles.denoising_prefilter = "ACCURATE"
+    scene.cycles.denoising_quality = "HIGH"
+    scene.cycles.use_auto_tile, scene.cycles.tile_size = True, 2048  # one tile: these views are small
     scene.cycles.use_light_tree = False  # one HDRI world lights the scene: the tree only pays off for many lights
     scene.cycles.seed = seed % (2**31)
     scene.cycles.use_animated_seed = False
