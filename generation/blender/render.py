@@ -32,7 +32,7 @@ def configure_cycles(preset: str, device: str, samples: int, seed: int, threads:
     scene.cycles.diffuse_bounces = settings["diffuse_bounces"]
     scene.cycles.glossy_bounces = settings["glossy_bounces"]
     scene.cycles.transmission_bounces = settings["max_bounces"]
-    # Caustic paths (diffuse -> glossy -> light) are noisy and slow to converge and barely change these scenes.
+    # caustic paths (diffuse -> glossy -> light) converge slowly; the fast presets trade them for time (README)
     scene.cycles.caustics_reflective = scene.cycles.caustics_refractive = settings["caustics"]
     scene.cycles.use_denoising = settings["denoise"]
     scene.cycles.denoiser = "OPENIMAGEDENOISE"
