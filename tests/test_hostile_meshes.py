@@ -16,6 +16,7 @@ from generation.runner import run_scenes
 from generation.shapes.folder import load_mesh_file
 from generation.shapes.sources import make_source
 from generation.shapes.types import ShapeError
+from tests.test_shapes import _torus_grid
 
 REPO = Path(__file__).resolve().parents[1]
 ICOSPHERE_OBJ = trimesh.exchange.obj.export_obj(trimesh.creation.icosphere())
@@ -70,19 +71,6 @@ def _good_files(folder: Path) -> dict[str, str]:
            trimesh.exchange.stl.export_stl_ascii(trimesh.creation.box()) + "\ntrailing garbage\n\x00\x01")
     cases["trailing_junk.stl"] = "ASCII STL with junk after its end"
     return cases
-
-
-def _torus_grid(rings: int, segments: int) -> trimesh.Trimesh:
-    """A closed torus of 2 * rings * segments faces, built directly with numpy (subdividing is slow)."""
-    u = np.linspace(0, 2 * np.pi, rings, endpoint=False)[:, None]
-    v = np.linspace(0, 2 * np.pi, segments, endpoint=False)[None, :]
-    vertices = np.stack(np.broadcast_arrays((1 + 0.3 * np.cos(v)) * np.cos(u), (1 + 0.3 * np.cos(v)) * np.sin(u),
-                                            0.3 * np.sin(v)), axis=-1).reshape(-1, 3)
-    i, j = np.meshgrid(np.arange(rings), np.arange(segments), indexing="ij")
-    a, b = i * segments + j, (i + 1) % rings * segments + j
-    c, d = (i + 1) % rings * segments + (j + 1) % segments, i * segments + (j + 1) % segments
-    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
-    return trimesh.Trimesh(vertices, faces, process=False)
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
