@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,14 @@ def _write_npz(path: Path, arrays: dict) -> None:
 
 
 def _load(path: Path, normal: Shape, anomaly_type: str) -> AnomalyResult:
+    try:
+        return _read(path, normal, anomaly_type)
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a damaged copy or a half-synced file
+        raise ValueError(f"{path}: damaged bank variant ({type(err).__name__}: {err}); delete it to remake it") \
+            from err
+
+
+def _read(path: Path, normal: Shape, anomaly_type: str) -> AnomalyResult:
     with np.load(path) as data:
         if "rejected" in data:
             raise AnomalyRejected(str(data["rejected"]))

@@ -20,18 +20,30 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Variant folder.")
 @click.option("--workers", default=1, show_default=True, help="Local worker processes (Blender sessions).")
-@click.option("--shard", default="0/1", show_default=True, help="Generate only scenes with index % N == i.")
+@click.option("--shard", default="0/1", show_default=True,
+              help="Generate only scenes with index % N == i; 'slurm': i/N of this Slurm job array task.")
 @click.option("--set", "overrides", multiple=True, help="Override a config value, e.g. --set n_scenes=4.")
 @click.option("--shape-timeout", default=120.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds each mesh file may take to load when the shapes are checked; slower ones are skipped.")
-def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: --workers processes on this machine; ray: one Ray task per scene (docs/scaling.md).")
+@click.option("--address", help="ray: the cluster to join ('auto': the one this machine is part of). "
+              "Default: start a local Ray instance.")
+@click.option("--task-cpus", default=1, show_default=True, type=click.IntRange(min=1),
+              help="ray: CPUs each scene task reserves (its Cycles threads).")
+@click.option("--scenes-per-task", default=1, show_default=True, type=click.IntRange(min=1),
+              help="ray: scenes per task; more amortise scheduling of very fast scenes.")
+def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout, executor, address, task_cpus,
+           scenes_per_task) -> None:
     """Generate (or resume) the scenes of a variant."""
     from generation.runner import WorkerDied, parse_shard, run_scenes
 
+    ray = ({"address": address, "task_cpus": task_cpus, "scenes_per_task": scenes_per_task}
+           if executor == "ray" else None)
     try:
         config = load_config(config_path, list(overrides))
         report = run_scenes(config, Path(out_dir), workers=workers, shard=parse_shard(shard),
-                            shape_timeout=shape_timeout)
+                            shape_timeout=shape_timeout, ray=ray)
     except (ValueError, OSError, WorkerDied) as err:  # bad input, a full disk, a dead worker: one line
         raise click.ClickException(str(err)) from err
     seconds = report["seconds"]
@@ -42,6 +54,12 @@ def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout) -> No
                    f"overhead ratio {seconds['overhead_ratio']:.3f}")
     for shape_id, reason in report["skipped_shapes"].items():
         click.echo(f"skipped shape {shape_id}: {reason}", err=True)
+    for sid, failure in report["failed_this_run"].items():
+        click.echo(f"failed {sid}: {failure['reason']}", err=True)
+    if report["failed_this_run"]:
+        click.echo(f"{len(report['failed_this_run'])} scene(s) failed (report.json); rerun the same command to "
+                   "retry them", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -64,9 +64,17 @@ def _init_worker(config_dict: dict, out_dir: str, pools: dict, threads: int, vie
 
 
 def _run_scene(index: int) -> SceneOutcome:
+    """One scene; a crash of its code (a damaged mesh or bank file, a Blender error) is a `failed` outcome that
+    report.json records and a rerun retries. An OSError (a full disk, a lost folder) would fail every scene, so
+    it ends the run instead."""
     w = _worker
-    return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"], w["similar"],
-                          w["on_view"])
+    try:
+        return generate_scene(w["config"], index, w["out_dir"], w["source"], w["pools"], w["threads"],
+                              w["similar"], w["on_view"])
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one scene's crash must not end the run
+        return SceneOutcome(scene_id(index), "failed", reasons=[f"{type(err).__name__}: {err}"])
 
 
 def _check_shape(shape_id: str) -> dict:
@@ -207,7 +215,9 @@ def clean_partial(out_dir: Path) -> int:
 
 
 def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard: tuple[int, int] = (0, 1),
-               progress: bool = True, shape_timeout: float = SHAPE_TIMEOUT_S) -> dict:
+               progress: bool = True, shape_timeout: float = SHAPE_TIMEOUT_S, ray: dict | None = None) -> dict:
+    """`ray`: run the scenes as Ray tasks instead of local workers, with ray_executor.ray_outcomes' options
+    (address, task_cpus, scenes_per_task)."""
     out_dir = Path(out_dir)
     for folder in ("scenes", "previews", "rejected"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -235,10 +245,19 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
         follower = threading.Thread(target=_follow_views, args=(views_done, views_bar), daemon=True)
         follower.start()
         try:
-            for outcome in _outcomes(context, workers, config, out_dir, pools, threads, todo, views_done):
+            if ray is None:
+                stream = _outcomes(context, workers, config, out_dir, pools, threads, todo, views_done)
+            else:
+                from generation.ray_executor import ray_outcomes
+
+                stream = ray_outcomes(config, out_dir, pools, todo, **ray)
+            for outcome in stream:
                 if outcome.status == "rejected":
                     write_json(out_dir / "rejected" / f"{outcome.scene_id}.json", asdict(outcome))
-                    views_bar.total -= config.cameras.views  # a rejected scene renders no views
+                if ray is not None:  # Ray workers report views per scene
+                    views_bar.update(outcome.n_views)
+                if outcome.status != "done":
+                    views_bar.total -= config.cameras.views  # a rejected or failed scene renders no views
                 outcomes.append(outcome)
                 minutes = (time.perf_counter() - start) / 60
                 scenes_bar.set_postfix(per_min=f"{len(outcomes) / max(minutes, 1e-9):.2f}",
@@ -299,7 +318,7 @@ def _report(config, out_dir, shard, indices, outcomes, catalogue, cleaned, secon
     views = sum(o.n_views for o in done)
     reasons: dict[str, int] = {}
     for o in outcomes:
-        for r in o.reasons or []:
+        for r in (o.reasons or []) if o.status != "failed" else []:  # a failure is no rejected attempt
             key = r.split(": ", 1)[1] if ": " in r else r
             key = key.split(" (")[0]
             reasons[key] = reasons.get(key, 0) + 1
@@ -310,6 +329,8 @@ def _report(config, out_dir, shard, indices, outcomes, catalogue, cleaned, secon
         "done_this_run": len(done),
         "rejected_this_run": {o.scene_id: o.reasons for o in rejected},
         "rejected_attempt_reasons": reasons,
+        "failed_this_run": {o.scene_id: {"scene_index": int(o.scene_id.split("_")[1]), "reason": o.reasons[0]}
+                            for o in outcomes if o.status == "failed"},
         "already_done": len(indices) - len(outcomes),
         "partial_files_removed": cleaned,
         "skipped_shapes": catalogue["skipped"],
@@ -321,7 +342,7 @@ def _report(config, out_dir, shard, indices, outcomes, catalogue, cleaned, secon
             "render_calls": render,
             "overhead_ratio": scene / render if render else None,
         },
-        "per_scene": [asdict(o) for o in done],
+        "per_scene": [asdict(o) for o in sorted(done, key=lambda o: o.scene_id)],  # not in finishing order
     }
 
 
@@ -351,7 +372,21 @@ def write_index(out_dir: Path) -> dict:
     return index
 
 
+def slurm_shard(environ=os.environ) -> str:
+    """`--shard slurm`: this Slurm job array task's share, i/N from SLURM_ARRAY_TASK_ID (less the array's first
+    id, so `--array=1-8` works too) and SLURM_ARRAY_TASK_COUNT."""
+    try:
+        task, first, count = (int(environ[k]) for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN",
+                                                        "SLURM_ARRAY_TASK_COUNT"))
+    except (KeyError, ValueError) as err:
+        raise ValueError("--shard slurm: not inside a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN "
+                         "and SLURM_ARRAY_TASK_COUNT unset); use sbatch --array or --shard i/N") from err
+    return f"{task - first}/{count}"
+
+
 def parse_shard(text: str) -> tuple[int, int]:
+    if text == "slurm":
+        text = slurm_shard()
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError as err:

@@ -54,7 +54,8 @@ def configure_cycles(preset: str, device: str, samples: int, seed: int, threads:
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGB"
     scene.render.image_settings.color_depth = "8"
-    return {"preset": preset, "device": device, **settings, "threads": threads}
+    # not the thread count: the pixels do not depend on it, so a scene has the same bytes on any machine
+    return {"preset": preset, "device": device, **settings}
 
 
 def _select_device(device: str) -> str:

@@ -1,0 +1,91 @@
+"""Scenes as Ray tasks on a local 2-CPU Ray cluster: the same bytes as the local executor, failures recorded in
+report.json with the scene and reason, and a rerun that redoes only what is missing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import ray
+
+from generation.config import load_config
+from generation.runner import run_scenes
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["n_scenes=3", "cameras.views=2", "cameras.width=32", "cameras.height=32", "render.samples=2",
+        "render.preset='draft'", "scene.objects=[3,4]", "shapes.instances_per_category=2"]
+TIMING = {"seconds", "render_seconds", "scene_seconds", "worker_peak_rss_mb"}  # differ from run to run
+
+
+def without_timing(data):
+    if isinstance(data, dict):
+        return {k: without_timing(v) for k, v in data.items() if k not in TIMING}
+    if isinstance(data, list):
+        return [without_timing(v) for v in data]
+    return data
+
+
+def contents(folder: Path) -> dict[str, str]:
+    """sha256 of every file, except report.json, compared without its timing fields."""
+    found = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        found[name] = (without_timing(json.loads(path.read_text())) if path.name == "report.json"
+                       else hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_variant(cluster, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ray-variant")
+    report = run_scenes(load_config(REPO / "assets/configs/demo.toml", TINY), out, progress=False, ray={})
+    assert report["done_this_run"] + len(report["rejected_this_run"]) == 3 and not report["failed_this_run"]
+    return out
+
+
+def test_ray_tasks_write_the_same_files_as_the_local_executor(ray_variant, tmp_path):
+    local = tmp_path / "local"
+    run_scenes(load_config(REPO / "assets/configs/demo.toml", TINY), local, workers=1, progress=False)
+    assert contents(ray_variant) == contents(local)
+    assert len(list((local / "scenes").glob("*.h5"))) >= 2  # real scenes were compared, not empty folders
+
+
+def test_a_failed_scene_is_reported_and_a_rerun_redoes_only_it(ray_variant, tmp_path):
+    out = tmp_path / "variant"
+    shutil.copytree(ray_variant, out)
+    rows = json.loads((out / "index.json").read_text())["scenes"]
+    victim = next(r for r in rows if r["anomaly_types"])  # its anomalous objects come from the bank
+    index = int(victim["scene_id"].split("_")[1])
+    (out / victim["file"]).unlink()
+    (out / "previews" / f"{victim['scene_id']}.jpg").unlink()
+    variants = sorted((out / "bank" / victim["shape_id"]).glob("*.npz"))
+    originals = {p: p.read_bytes() for p in variants}
+    for path in variants:  # a damaged copy of the shape's banked anomalies
+        path.write_bytes(b"PK\x03\x04 not a zip archive")
+    before = {k: v for k, v in contents(out).items() if k != "report.json" and not k.startswith("bank/")}
+    config = load_config(REPO / "assets/configs/demo.toml", TINY)
+
+    report = run_scenes(config, out, progress=False, ray={})
+    assert report["done_this_run"] == 0 and report["already_done"] == 2
+    failure = report["failed_this_run"][victim["scene_id"]]
+    assert failure["scene_index"] == index
+    assert "damaged bank variant" in failure["reason"] and victim["shape_id"] in failure["reason"]
+    assert json.loads((out / "report.json").read_text())["failed_this_run"] == report["failed_this_run"]
+
+    for path, data in originals.items():
+        path.write_bytes(data)
+    report = run_scenes(config, out, progress=False, ray={})
+    assert report["done_this_run"] == 1 and report["already_done"] == 2 and not report["failed_this_run"]
+    assert report["per_scene"][0]["scene_id"] == victim["scene_id"]
+    after = {k: v for k, v in contents(out).items() if k != "report.json" and not k.startswith("bank/")}
+    assert after == {**before, **{k: v for k, v in contents(ray_variant).items() if victim["scene_id"] in k}}
