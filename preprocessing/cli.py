@@ -13,6 +13,13 @@ from preprocessing.shardfiles import SettingsMismatch
 
 
 def _parse_part(ctx, param, text: str) -> tuple[int, int]:
+    if text == "slurm":
+        from generation.runner import slurm_shard
+
+        try:
+            text = slurm_shard()
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
     try:
         part, parts = (int(x) for x in text.split("/"))
     except ValueError:
@@ -83,8 +90,18 @@ def main() -> None:
     default="0/1",
     show_default=True,
     callback=_parse_part,
-    help="Write only shards k with k % N == i (job arrays; every job writes the manifest).",
+    help="Write only shards k with k % N == i (job arrays; every job writes the manifest); "
+    "'slurm': i/N of this Slurm job array task.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: one Ray task per shard, the manifest written at the end (docs/scaling.md).",
+)
+@click.option("--address", help="ray: the cluster to join ('auto': this machine's). Default: a local Ray instance.")
+@click.option("--task-cpus", default=1, show_default=True, type=click.IntRange(min=1), help="ray: CPUs per shard task.")
 @click.option("--pca-dim", type=click.IntRange(min=1), help="Reduce token channels to this many with a PCA.")
 @click.option("--splits", callback=_parse_splits, help="Comma-separated splits to encode. Default: all.")
 @click.option(
@@ -109,6 +126,9 @@ def features(
     splits,
     read_workers,
     no_progress,
+    executor,
+    address,
+    task_cpus,
 ) -> None:
     """Encode every view of a variant with DINOv2 and write WebDataset shards plus manifest.json.
 
@@ -131,7 +151,12 @@ def features(
         progress=not no_progress,
     )
     try:
-        summary = extract_features(options)
+        if executor == "ray":
+            from preprocessing.ray_executor import extract_features_ray
+
+            summary = extract_features_ray(options, address, task_cpus)
+        else:
+            summary = extract_features(options)
     except (EncoderLoadError, SettingsMismatch, ValueError, OSError) as err:  # one line, no traceback
         raise click.ClickException(str(err)) from err
     manifest = summary.manifest
@@ -143,12 +168,16 @@ def features(
         f"manifest: {options.out / 'manifest.json'}",
         err=True,
     )
+    for failure in summary.failed:
+        click.echo(f"failed {failure['shard']}: {failure['reason']}", err=True)
     if not manifest["complete"]:
         click.echo(
             f"incomplete: {len(manifest['missing_shards'])} shard(s) still to be written by other jobs "
             f"(e.g. {manifest['missing_shards'][0]})",
             err=True,
         )
+    if summary.failed:
+        sys.exit(1)
 
 
 @main.command()

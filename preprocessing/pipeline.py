@@ -62,6 +62,7 @@ class RunSummary:
     kept: list[str] = field(default_factory=list)  # shards of this job already finished before
     images: int = 0
     skipped: list[dict] = field(default_factory=list)  # scenes skipped by this run
+    failed: list[dict] = field(default_factory=list)  # Ray: shards whose task failed ({"shard", "reason"})
     seconds: dict = field(default_factory=dict)
 
 
@@ -106,9 +107,44 @@ def _prepare_pca(variant, encoder, options, batch_size) -> Pca:
     return pca
 
 
-def extract_features(options: FeatureOptions) -> RunSummary:
-    """Encode the scenes of the selected splits whose shard is not finished yet; then rewrite the manifest."""
-    start = time.perf_counter()
+@dataclass
+class FeatureRun:
+    """What every job of one feature run agrees on: the encoder, the settings each shard records, the shard plan."""
+
+    options: FeatureOptions
+    variant: Variant
+    splits: list[str]
+    encoder: ViewEncoder
+    batch_size: int
+    settings: dict
+    plans: list[ShardPlan]
+    pca_entry: dict | None
+    sharding: dict
+    n_views: int
+
+    def pending(self) -> tuple[list[ShardPlan], list[ShardPlan]]:
+        """This job's shards (`--shard part/parts`, selected splits) and those of them not finished yet."""
+        options = self.options
+        mine = [plan for plan in select_part(self.plans, options.part, options.parts) if plan.split in self.splits]
+        return mine, [plan for plan in mine if not check_finished(options.out, plan, self.settings)]
+
+    def write_manifest(self) -> dict:
+        """The manifest over every shard of the selected splits (and of splits an earlier run wrote)."""
+        out = self.options.out
+        with_records = {plan.split for plan in self.plans if read_record(out, plan) is not None}
+        described = [plan for plan in self.plans if plan.split in set(self.splits) | with_records]
+        source = {
+            "variant": str(self.variant.root.resolve()),
+            "variant_id": self.variant.variant_id,
+            "config_digest": self.variant.config_digest,
+        }
+        manifest = build_manifest(out, described, self.settings, self.pca_entry, source, self.sharding)
+        write_manifest(out, manifest)
+        return manifest
+
+
+def prepare_run(options: FeatureOptions) -> FeatureRun:
+    """Open the variant, load the encoder, fit (or load) the PCA and plan the shards."""
     variant = open_variant(options.variant)
     splits = _selected_splits(variant, options.splits)
     device = resolve_device(options.device)
@@ -137,33 +173,31 @@ def extract_features(options: FeatureOptions) -> RunSummary:
         "variant_id": variant.variant_id,
         "config_digest": variant.config_digest,
     }
-    plans = plan_shards(variant, scenes_per_shard)
-    mine = [plan for plan in select_part(plans, options.part, options.parts) if plan.split in splits]
-    todo = [plan for plan in mine if not check_finished(options.out, plan, settings)]
-    summary = RunSummary(manifest={}, kept=[plan.tar for plan in mine if plan not in todo])
-    setup_done, setup_done_cpu = time.perf_counter(), time.process_time()
-
-    total_views = sum(len(plan.entries) for plan in todo) * n_views
-    with tqdm(
-        total=total_views, unit="img", desc="features", disable=not options.progress, dynamic_ncols=True
-    ) as bar:
-        _write_shards(todo, encoder, batch_size, options, settings, bar, summary)
-    finished, finished_cpu = time.perf_counter(), time.process_time()
-
-    with_records = {plan.split for plan in plans if read_record(options.out, plan) is not None}
-    described = [plan for plan in plans if plan.split in set(splits) | with_records]
-    source = {
-        "variant": str(variant.root.resolve()),
-        "variant_id": variant.variant_id,
-        "config_digest": variant.config_digest,
-    }
     sharding = {
         "shard_size_mb": options.shard_size_mb,
         "scenes_per_shard": scenes_per_shard,
         "estimated_scene_bytes": scene_bytes,
     }
-    summary.manifest = build_manifest(options.out, described, settings, pca_entry, source, sharding)
-    write_manifest(options.out, summary.manifest)
+    return FeatureRun(options, variant, splits, encoder, batch_size, settings, plan_shards(variant, scenes_per_shard),
+                      pca_entry, sharding, n_views)
+
+
+def extract_features(options: FeatureOptions) -> RunSummary:
+    """Encode the scenes of the selected splits whose shard is not finished yet; then rewrite the manifest."""
+    start = time.perf_counter()
+    run = prepare_run(options)
+    mine, todo = run.pending()
+    summary = RunSummary(manifest={}, kept=[plan.tar for plan in mine if plan not in todo])
+    setup_done, setup_done_cpu = time.perf_counter(), time.process_time()
+
+    total_views = sum(len(plan.entries) for plan in todo) * run.n_views
+    with tqdm(
+        total=total_views, unit="img", desc="features", disable=not options.progress, dynamic_ncols=True
+    ) as bar:
+        _write_shards(todo, run.encoder, run.batch_size, options, run.settings, bar, summary)
+    finished, finished_cpu = time.perf_counter(), time.process_time()
+
+    summary.manifest = run.write_manifest()
     summary.seconds = {
         "setup": setup_done - start,
         "encode_and_write": finished - setup_done,

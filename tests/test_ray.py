@@ -89,3 +89,31 @@ def test_a_failed_scene_is_reported_and_a_rerun_redoes_only_it(ray_variant, tmp_
     assert report["per_scene"][0]["scene_id"] == victim["scene_id"]
     after = {k: v for k, v in contents(out).items() if k != "report.json" and not k.startswith("bank/")}
     assert after == {**before, **{k: v for k, v in contents(ray_variant).items() if victim["scene_id"] in k}}
+
+
+# ---- features ---------------------------------------------------------------------------------------------------
+def feature_options(variant: Path, out: Path, model: Path):
+    from preprocessing.pipeline import FeatureOptions
+
+    return FeatureOptions(variant=variant, out=out, model=str(model), image_size=28, device="cpu",
+                          shard_size_mb=0.005, pca_dim=4, progress=False)
+
+
+def test_features_as_ray_tasks_match_the_local_stage_and_a_rerun_redoes_only_missing_shards(cluster, tmp_path):
+    from fixtures_scenes import save_tiny_dinov2, write_variant
+
+    from preprocessing.pipeline import extract_features
+    from preprocessing.ray_executor import extract_features_ray
+
+    variant = write_variant(tmp_path / "variant", {"train": 4, "test": 2}, n_views=2, image_size=32)
+    model = save_tiny_dinov2(tmp_path / "tiny-dinov2")
+    extract_features(feature_options(variant, tmp_path / "local", model))
+    summary = extract_features_ray(feature_options(variant, tmp_path / "ray", model))
+    assert len(summary.written) >= 3 and not summary.failed  # one task per shard
+    assert contents(tmp_path / "ray") == contents(tmp_path / "local")  # shards, records, PCA and manifest
+
+    missing = sorted((tmp_path / "ray").glob("*/*.tar"))[1]
+    missing.unlink()
+    summary = extract_features_ray(feature_options(variant, tmp_path / "ray", model))
+    assert summary.written == [str(missing.relative_to(tmp_path / "ray"))]
+    assert contents(tmp_path / "ray") == contents(tmp_path / "local")
