@@ -233,7 +233,7 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
     todo = [i for i in index_of_shard
             if not (out_dir / "scenes" / f"{scene_id(i)}.h5").exists()
             and not (out_dir / "rejected" / f"{scene_id(i)}.json").exists()]
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)  # the CPUs this job may use (Slurm, taskset)
     outcomes: list[SceneOutcome] = []
     start = time.perf_counter()
     if todo:
