@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import ray
+from click.testing import CliRunner
 
+from generation.cli import main as generation_cli
 from generation.config import load_config
-from generation.runner import run_scenes
+from generation.runner import parse_shard, run_scenes
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "assets/configs/demo.toml"
 TINY = ["n_scenes=3", "cameras.views=2", "cameras.width=32", "cameras.height=32", "render.samples=2",
         "render.preset='draft'", "scene.objects=[3,4]", "shapes.instances_per_category=2"]
 TIMING = {"seconds", "render_seconds", "scene_seconds", "worker_peak_rss_mb"}  # differ from run to run
@@ -73,14 +76,16 @@ def test_a_failed_scene_is_reported_and_a_rerun_redoes_only_it(ray_variant, tmp_
     for path in variants:  # a damaged copy of the shape's banked anomalies
         path.write_bytes(b"PK\x03\x04 not a zip archive")
     before = {k: v for k, v in contents(out).items() if k != "report.json" and not k.startswith("bank/")}
-    config = load_config(REPO / "assets/configs/demo.toml", TINY)
+    config = load_config(DEMO, TINY)
 
-    report = run_scenes(config, out, progress=False, ray={})
+    result = CliRunner().invoke(generation_cli, ["scenes", "--config", str(DEMO), "--out", str(out), "--executor",
+                                                 "ray", *[a for s in TINY for a in ("--set", s)]])
+    assert result.exit_code == 1 and f"failed {victim['scene_id']}: ValueError" in result.output, result.output
+    report = json.loads((out / "report.json").read_text())
     assert report["done_this_run"] == 0 and report["already_done"] == 2
     failure = report["failed_this_run"][victim["scene_id"]]
     assert failure["scene_index"] == index
     assert "damaged bank variant" in failure["reason"] and victim["shape_id"] in failure["reason"]
-    assert json.loads((out / "report.json").read_text())["failed_this_run"] == report["failed_this_run"]
 
     for path, data in originals.items():
         path.write_bytes(data)
@@ -89,6 +94,16 @@ def test_a_failed_scene_is_reported_and_a_rerun_redoes_only_it(ray_variant, tmp_
     assert report["per_scene"][0]["scene_id"] == victim["scene_id"]
     after = {k: v for k, v in contents(out).items() if k != "report.json" and not k.startswith("bank/")}
     assert after == {**before, **{k: v for k, v in contents(ray_variant).items() if victim["scene_id"] in k}}
+
+
+def test_shard_slurm_is_this_array_task_share(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")  # sbatch --array=1-8
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "8")
+    assert parse_shard("slurm") == (6, 8)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    with pytest.raises(ValueError, match="not inside a Slurm job array"):
+        parse_shard("slurm")
 
 
 # ---- features ---------------------------------------------------------------------------------------------------
