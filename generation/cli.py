@@ -36,7 +36,7 @@ def main() -> None:
 def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout, executor, address, task_cpus,
            scenes_per_task) -> None:
     """Generate (or resume) the scenes of a variant."""
-    from generation.runner import WorkerDied, parse_shard, run_scenes
+    from generation.runner import parse_shard, run_scenes
 
     ray = ({"address": address, "task_cpus": task_cpus, "scenes_per_task": scenes_per_task}
            if executor == "ray" else None)
@@ -44,7 +44,7 @@ def scenes(config_path, out_dir, workers, shard, overrides, shape_timeout, execu
         config = load_config(config_path, list(overrides))
         report = run_scenes(config, Path(out_dir), workers=workers, shard=parse_shard(shard),
                             shape_timeout=shape_timeout, ray=ray)
-    except (ValueError, OSError, WorkerDied) as err:  # bad input, a full disk, a dead worker: one line
+    except (ValueError, OSError) as err:  # bad input, a full disk: one line
         raise click.ClickException(str(err)) from err
     seconds = report["seconds"]
     click.echo(f"done {report['done_this_run']} (already done {report['already_done']}), "

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from generation import runner
 from generation.config import GenerationConfig
-from generation.scene_task import SceneOutcome, scene_id
+from generation.scene_task import SceneOutcome
 
 TASK_RETRIES = 3  # attempts after a worker death before the scenes of the task are reported as failed
 
@@ -39,10 +39,6 @@ def connect(address: str | None) -> bool:
         return False
     ray.init(address=address, include_dashboard=False, log_to_driver=False)
     return True
-
-
-def failed(index: int, reason: str) -> SceneOutcome:
-    return SceneOutcome(scene_id(index), "failed", reasons=[reason])
 
 
 def _scene_batch(config: dict, out_dir: str, pools: dict, threads: int, indices: list[int]) -> list[SceneOutcome]:
@@ -84,7 +80,7 @@ def _results(ray, ref, indices: list[int], pending: list) -> list[SceneOutcome]:
             for other in pending:
                 ray.cancel(other)
             raise err.cause from None
-        return [failed(i, f"{type(err.cause).__name__}: {err.cause}") for i in indices]
+        return [runner.failed_outcome(i, f"{type(err.cause).__name__}: {err.cause}") for i in indices]
     except ray.exceptions.RayError as err:  # the worker died on every try: a crash, the OOM killer, a lost node
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return [failed(i, f"{type(err).__name__} after {TASK_RETRIES + 1} tries: {reason}") for i in indices]
+        reason = f"{type(err).__name__} after {TASK_RETRIES + 1} tries: {(str(err).strip().splitlines() or [''])[0]}"
+        return [runner.failed_outcome(i, reason) for i in indices]

@@ -74,7 +74,12 @@ def _run_scene(index: int) -> SceneOutcome:
     except OSError:
         raise
     except Exception as err:  # noqa: BLE001 - one scene's crash must not end the run
-        return SceneOutcome(scene_id(index), "failed", reasons=[f"{type(err).__name__}: {err}"])
+        return failed_outcome(index, f"{type(err).__name__}: {err}")
+
+
+def failed_outcome(index: int, reason: str) -> SceneOutcome:
+    """A scene that left no file: listed in report.json's `failed_this_run`, redone by a rerun."""
+    return SceneOutcome(scene_id(index), "failed", reasons=[reason])
 
 
 def _check_shape(shape_id: str) -> dict:
@@ -90,10 +95,6 @@ def _check_shape(shape_id: str) -> dict:
 
 
 # ---- driver side -------------------------------------------------------------------------------------------
-class WorkerDied(RuntimeError):
-    """A worker process ended without a result (a crash, the OOM killer): the run stops instead of waiting."""
-
-
 def _pool(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int):
     """Workers for checking shapes: kept for the whole check, so no file's clock runs while one starts up."""
     return context.Pool(workers, initializer=_init_worker, initargs=(config.to_dict(), str(out_dir), pools, threads))
@@ -280,20 +281,25 @@ def run_scenes(config: GenerationConfig, out_dir: Path, workers: int = 1, shard:
 def _outcomes(context, workers: int, config: GenerationConfig, out_dir: Path, pools: dict, threads: int,
               todo: list[int], views_done=None):
     """Scene outcomes as they finish, in batches of SCENES_PER_WORKER scenes per worker, each batch on fresh
-    workers so memory cannot creep up; a worker's death ends the run naming the scenes still unfinished."""
+    workers so memory cannot creep up. A worker's death (a Blender crash, the OOM killer) takes the whole batch's
+    pool down: its unfinished scenes become `failed` outcomes and the next batch starts on fresh workers."""
     batch = workers * SCENES_PER_WORKER
     for start in range(0, len(todo), batch):
         with _executor(context, workers, config, out_dir, pools, threads, views_done) as executor:
             futures = {executor.submit(_run_scene, index): index for index in todo[start:start + batch]}
+            pending = dict(futures)
             try:
                 for future in as_completed(futures):
-                    yield future.result()
-            except BrokenProcessPool as err:
-                unfinished = sorted(i for f, i in futures.items() if not f.done() or f.exception() is not None)
-                unfinished += todo[start + batch:]
-                raise WorkerDied(f"a worker process died (crashed, or killed e.g. for lack of memory) with "
-                                 f"{len(unfinished)} scene(s) unfinished, first {scene_id(unfinished[0])}; finished "
-                                 f"scenes are kept, rerun the same command to resume") from err
+                    outcome = future.result()
+                    del pending[future]
+                    yield outcome
+            except BrokenProcessPool:
+                for future, index in sorted(pending.items(), key=lambda item: item[1]):
+                    if future.done() and future.exception() is None:
+                        yield future.result()
+                    else:
+                        yield failed_outcome(index, "a worker process died (crashed, or killed e.g. for lack of "
+                                                    "memory) before this scene was finished")
 
 
 def _guard_config(config: GenerationConfig, out_dir: Path) -> None:
