@@ -202,8 +202,9 @@ def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(config_
     assert json.loads((run / "config.json").read_text())["steps_per_epoch"] == 2
 
 
-def test_a_worker_killed_mid_scene_ends_the_run_with_one_line_instead_of_a_hang(tmp_path):
-    """The OOM killer or a crash in Blender ends a worker: multiprocessing.Pool waited forever for its scene."""
+def test_a_worker_killed_mid_scene_fails_its_scenes_in_the_report_instead_of_a_hang(tmp_path):
+    """The OOM killer or a crash in Blender ends a worker: multiprocessing.Pool waited forever for its scene. Now
+    the scenes its pool left unfinished are in report.json with the reason, and a rerun makes exactly those."""
     import psutil
 
     out = tmp_path / "variant"
@@ -220,10 +221,14 @@ def test_a_worker_killed_mid_scene_ends_the_run_with_one_line_instead_of_a_hang(
     for worker in workers:
         worker.kill()
     _, stderr = process.communicate(timeout=120)
-    lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
-    assert process.returncode != 0 and "Traceback" not in stderr, stderr
-    assert len(lines) == 1 and "a worker process died" in lines[0] and "rerun the same command" in lines[0]
+    assert process.returncode == 1 and "Traceback" not in stderr and "rerun the same command" in stderr, stderr
+    failed = json.loads((out / "report.json").read_text())["failed_this_run"]
+    assert failed, stderr
+    for scene, failure in failed.items():
+        assert failure["scene_index"] == int(scene.split("_")[1]) and "worker process died" in failure["reason"]
+        assert f"failed {scene}: a worker process died" in stderr
     finished = {p.name for p in (out / "scenes").glob("*.h5")}
+    assert not finished & {f"{scene}.h5" for scene in failed}
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
     made = {p.name for p in (out / "scenes").glob("*.h5")} | {f"{p.stem}.h5" for p in (out / "rejected").glob("*.json")}
     assert finished < made and len(made) == 3
