@@ -132,3 +132,10 @@ def test_features_as_ray_tasks_match_the_local_stage_and_a_rerun_redoes_only_mis
     summary = extract_features_ray(feature_options(variant, tmp_path / "ray", model))
     assert summary.written == [str(missing.relative_to(tmp_path / "ray"))]
     assert contents(tmp_path / "ray") == contents(tmp_path / "local")
+    from preprocessing.cli import main as preprocessing_cli
+
+    result = CliRunner().invoke(preprocessing_cli, [
+        "features", "--variant", str(variant), "--out", str(tmp_path / "ray"), "--model", str(model), "--image-size",
+        "28", "--device", "cpu", "--shard-size-mb", "0.005", "--pca-dim", "4", "--executor", "ray", "--no-progress"])
+    assert result.exit_code == 0 and f"0 shard(s) written, {len(list((tmp_path / 'ray').glob('*/*.tar')))} kept" \
+        in result.output, result.output
