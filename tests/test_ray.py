@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +98,32 @@ def test_a_failed_scene_is_reported_and_a_rerun_redoes_only_it(ray_variant, tmp_
     assert report["per_scene"][0]["scene_id"] == victim["scene_id"]
     after = {k: v for k, v in contents(out).items() if k != "report.json" and not k.startswith("bank/")}
     assert after == {**before, **{k: v for k, v in contents(ray_variant).items() if victim["scene_id"] in k}}
+
+
+def running_scene_task() -> int | None:
+    """The pid of a Ray worker that is running a scene task (Ray titles it after the function)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::_scene_batch"):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_a_ray_worker_killed_mid_scene_is_retried_to_the_same_files(ray_variant, tmp_path):
+    out = tmp_path / "variant"
+    runner = threading.Thread(target=lambda: run_scenes(load_config(DEMO, TINY), out, progress=False, ray={}))
+    runner.start()
+    deadline = time.monotonic() + 300
+    while (pid := running_scene_task()) is None:
+        assert runner.is_alive() and time.monotonic() < deadline, "no scene task ran"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+    runner.join(timeout=600)
+    report = json.loads((out / "report.json").read_text())
+    assert not report["failed_this_run"] and report["done_this_run"] + len(report["rejected_this_run"]) == 3
+    assert contents(out) == contents(ray_variant)
 
 
 def test_shard_slurm_is_this_array_task_share(monkeypatch):
