@@ -6,7 +6,7 @@ A Ray worker (or a Slurm job) renders scene after scene in one Blender session, 
 (runner._init_worker, then runner._run_scene per scene), records the resident set size (VmRSS) every
 `--every` scenes, and checks the target: the last value within 10% of the value after scene 20.
 
-    python benchmarks/bench_soak.py                       # 200 scenes, ~15 min on 2 shared cores
+    python benchmarks/bench_soak.py                       # 200 scenes, 13-19 min on 2 shared cores
     python benchmarks/bench_soak.py --scenes 60 --out out/bench/soak
 
 Prints the curve and writes it to `<out>/soak.csv` (and `soak.png` when matplotlib is installed).
